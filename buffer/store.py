@@ -1,0 +1,266 @@
+"""SQLite plumbing for the outbox: schema, connections, integrity check, moving a damaged file aside.
+
+Everything here is about the file; what goes into it and when is decided in
+:mod:`buffer.outbox`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import time
+import urllib.parse
+from pathlib import Path
+
+from buffer.errors import OutboxError
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4C4E4F42  # "LNOB": tells our file apart from any other SQLite database
+
+# Primary result codes (the low byte of an extended code), see sqlite.org/rescode.html.
+SQLITE_CORRUPT = 11
+SQLITE_FULL = 13
+SQLITE_NOTADB = 26
+
+BUSY_TIMEOUT_S = 5.0
+
+# Files SQLite keeps next to the database in WAL mode; they travel with it when it is moved aside.
+COMPANION_SUFFIXES = ("-wal", "-shm")
+
+_SCHEMA = (
+    # seq is the rowid: explicit, assigned by the writer, never AUTOINCREMENT (the next value lives in meta).
+    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, ts INTEGER, body TEXT NOT NULL)",
+    "CREATE INDEX outbox_by_priority ON outbox (priority, seq)",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+)
+
+
+def result_code(exc: BaseException) -> int | None:
+    """The primary SQLite result code of ``exc``, or None when it is not an SQLite error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for SQLITE_FULL (disk full or ``max_page_count`` reached) and for ENOSPC."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return result_code(exc) == SQLITE_FULL
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """True when SQLite says the file is damaged or is not a database at all."""
+    return result_code(exc) in (SQLITE_CORRUPT, SQLITE_NOTADB)
+
+
+def _read_only_uri(path: Path) -> str:
+    return "file:" + urllib.parse.quote(os.fspath(path.resolve())) + "?mode=ro"
+
+
+def integrity_problem(path: Path) -> str | None:
+    """Why the file at ``path`` cannot be trusted, or None when it is sound or absent.
+
+    Runs ``PRAGMA quick_check`` on a read-only connection, so a damaged file is
+    left exactly as found (a normal connection would checkpoint its WAL into it on
+    close). Raises :class:`OutboxError` when the file cannot be opened for another
+    reason (permissions, a directory in the way, I/O error) — moving such a file
+    aside would not help and could hide the real fault.
+    """
+    wal = _companion(path, "-wal")
+    if not path.exists():
+        if wal.exists():
+            return f"the database file is missing but its write-ahead log {wal.name} is present"
+        return None
+    conn = None
+    try:
+        conn = sqlite3.connect(_read_only_uri(path), uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        found = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:
+        if is_corrupt(exc):
+            return str(exc)
+        raise OutboxError(f"cannot open the outbox {path}: {exc}") from None
+    finally:
+        if conn is not None:
+            conn.close()
+    return None if found == ["ok"] else "; ".join(found)
+
+
+def salvage_next_seq(path: Path) -> int | None:
+    """The next seq recorded in a damaged outbox, or None when nothing can be read.
+
+    Takes the larger of the stored ``next_seq`` and ``max(seq) + 1`` — whichever
+    of the two pages still reads.
+    """
+    if not path.exists():
+        return None
+    best = None
+    try:
+        conn = sqlite3.connect(_read_only_uri(path), uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        # SQLite refuses every read of a file shorter than its header says (truncated) unless
+        # writable_schema is on; the connection is read-only, so this only lets us look.
+        conn.execute("PRAGMA writable_schema=ON")
+        for query in ("SELECT value FROM meta WHERE key = 'next_seq'", "SELECT max(seq) + 1 FROM outbox"):
+            try:
+                row = conn.execute(query).fetchone()
+            except sqlite3.Error:
+                continue
+            if row and isinstance(row[0], int) and row[0] > 0:
+                best = row[0] if best is None else max(best, row[0])
+    finally:
+        conn.close()
+    return best
+
+
+def last_modified_ms(path: Path) -> int:
+    """The latest modification time of the database and its WAL, in epoch milliseconds (0 if none)."""
+    times = [0]
+    for candidate in (path, _companion(path, "-wal")):
+        try:
+            times.append(candidate.stat().st_mtime_ns // 1_000_000)
+        except OSError:
+            pass
+    return max(times)
+
+
+def utc_stamp(epoch_ms: int) -> str:
+    """A compact UTC timestamp for file names.
+
+    >>> utc_stamp(1795756500000)
+    '20261127T051500Z'
+    """
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch_ms / 1000))
+
+
+def move_aside(path: Path, epoch_ms: int) -> Path:
+    """Rename the database to ``<name>.corrupt-<UTC stamp>`` (its -wal/-shm follow) and return the new path.
+
+    The database moves first: if we die half-way, what is left is an orphan WAL,
+    which :func:`integrity_problem` reports, never a database silently missing
+    its last commits.
+    """
+    base = f"{path.name}.corrupt-{utc_stamp(epoch_ms)}"
+    target = path.with_name(base)
+    attempt = 1
+    while any(p.exists() for p in (target, *(_companion(target, s) for s in COMPANION_SUFFIXES))):
+        target = path.with_name(f"{base}-{attempt}")
+        attempt += 1
+    try:
+        if path.exists():
+            os.replace(path, target)
+        for suffix in COMPANION_SUFFIXES:
+            if _companion(path, suffix).exists():
+                os.replace(_companion(path, suffix), _companion(target, suffix))
+        _sync_directory(path.parent)
+    except OSError as exc:
+        raise OutboxError(f"cannot move the corrupt outbox {path} aside to {target.name}: {exc.strerror}") from None
+    return target
+
+
+def _companion(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_writer(path: Path, *, first_seq: int, created_ms: int, max_bytes: int,
+                max_page_count: int | None = None) -> sqlite3.Connection:
+    """The writer's connection: WAL, ``synchronous=FULL``, bounded WAL, schema in place.
+
+    ``first_seq`` is the next seq of a file created now; an existing outbox keeps its own.
+    """
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open the outbox {path}: {exc}") from None
+    try:
+        fresh = _is_fresh(conn, path)  # before any write: a foreign file must stay byte-for-byte as it was
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise OutboxError(f"the outbox {path} cannot use write-ahead logging (journal_mode stays {mode!r})")
+        conn.execute("PRAGMA synchronous=FULL")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        # Checkpoint every ~1/16 of the bound (100..1000 pages) and truncate the WAL back to that
+        # size afterwards, so the WAL never holds more than a fraction of what the bound allows.
+        wal_pages = max(100, min(1000, max_bytes // page_size // 16))
+        conn.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+        conn.execute(f"PRAGMA journal_size_limit={wal_pages * page_size}")
+        if max_page_count is not None:
+            conn.execute(f"PRAGMA max_page_count={int(max_page_count)}")
+        if fresh:
+            _create_schema(conn, first_seq, created_ms)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise OutboxError(f"cannot open the outbox {path}: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _is_fresh(conn: sqlite3.Connection, path: Path) -> bool:
+    """True for an empty database, False for our outbox; raises for any other database."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id == APPLICATION_ID and version == SCHEMA_VERSION:
+        return False
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if app_id == 0 and version == 0 and not tables:
+        return True
+    # Somebody else's database (or a newer outbox): never delete or rewrite it.
+    raise OutboxError(f"{path} is not an outbox this version can use "
+                      f"(application_id {app_id:#x}, user_version {version}); refusing to touch it")
+
+
+def _create_schema(conn: sqlite3.Connection, first_seq: int, created_ms: int) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                         [("next_seq", first_seq), ("dropped_total", 0), ("created_ms", created_ms)])
+        # Header fields written inside the transaction: a crash leaves either all of it or none.
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection for the reading thread (WAL lets it read while the writer writes)."""
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only=ON")
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open the outbox {path} for reading: {exc}") from None
+    return conn
+
+
+def used_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes in pages that hold data: (page_count − freelist_count) × page_size.
+
+    The file never shrinks (no VACUUM); freed pages go to the freelist and are
+    reused, so this — not the file size — is what the size bound is measured on.
+    Inside a write transaction it includes that transaction's changes.
+    """
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return (pages - free) * conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+def free_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes in freelist pages: room for new rows that needs no more disk."""
+    return conn.execute("PRAGMA freelist_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]

@@ -1,0 +1,131 @@
+"""Declarative option specs for buses and drivers, validated without any I/O.
+
+A driver lists its keys as :class:`Option` objects; :func:`validate_options`
+checks a raw TOML table against them and returns cleaned values plus every
+problem found, each as ``(key, message)`` so the caller can prefix the full
+key path (``sensor[2].interval``).
+
+>>> spec = {"interval": Option("duration", default="10s")}
+>>> validate_options(spec, {"interval": "5m"})
+({'interval': 300.0}, [])
+>>> validate_options(spec, {"interval": "fast", "colour": 1})[1]
+[('interval', 'expected a duration like "30s" or "5m", got "fast"'), ('colour', 'unknown key')]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: Any) -> float:
+    """Parse ``"250ms"``, ``"30s"``, ``"5m"``, ``"2h"``, ``"1d"`` into seconds.
+
+    >>> parse_duration("1.5s")
+    1.5
+    >>> parse_duration("fast")
+    Traceback (most recent call last):
+    ValueError: expected a duration like "30s" or "5m", got "fast"
+    """
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if not match:
+        shown = f'"{text}"' if isinstance(text, str) else repr(text)
+        raise ValueError(f'expected a duration like "30s" or "5m", got {shown}')
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+_TYPE_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "duration": 'a duration like "30s" or "5m"',
+    "list": "a list",
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration key.
+
+    ``kind`` is one of ``int``, ``float``, ``str``, ``bool``, ``duration``,
+    ``list``; ``check`` may return an error message for a well-typed value.
+    """
+
+    kind: str
+    required: bool = False
+    default: Any = None
+    choices: tuple = ()
+    min: float | None = None
+    max: float | None = None
+    check: Callable[[Any], str | None] | None = None
+    help: str = field(default="", compare=False)
+
+
+def _coerce(opt: Option, value: Any) -> tuple[Any, str | None]:
+    kind = opt.kind
+    if kind == "duration":
+        try:
+            return parse_duration(value), None
+        except ValueError as exc:
+            return None, str(exc)
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "list": isinstance(value, list),
+    }[kind]
+    if not ok:
+        return None, f"expected {_TYPE_NAMES[kind]}, got {_show(value)}"
+    return (float(value) if kind == "float" else value), None
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
+def validate_options(spec: dict[str, Option], raw: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Check ``raw`` against ``spec``: returns ``(values, problems)``.
+
+    Unknown keys are problems. Missing optional keys take their default.
+    """
+    values: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for key, opt in spec.items():
+        if key not in raw:
+            if opt.required:
+                problems.append((key, "is required"))
+            elif opt.default is not None:
+                value, err = _coerce(opt, opt.default)
+                values[key] = value if err is None else opt.default
+            else:
+                values[key] = None
+            continue
+        value, err = _coerce(opt, raw[key])
+        if err is None and opt.choices and value not in opt.choices:
+            err = "expected one of " + ", ".join(_show(c) for c in opt.choices) + f", got {_show(value)}"
+        if err is None and opt.min is not None and value < opt.min:
+            err = f"must be at least {opt.min:g}, got {raw[key]!r}" if opt.kind != "duration" else f"must be at least {opt.min:g}s, got {_show(raw[key])}"
+        if err is None and opt.max is not None and value > opt.max:
+            err = f"must be at most {opt.max:g}, got {raw[key]!r}" if opt.kind != "duration" else f"must be at most {opt.max:g}s, got {_show(raw[key])}"
+        if err is None and opt.check is not None:
+            err = opt.check(value)
+        if err is not None:
+            problems.append((key, err))
+        else:
+            values[key] = value
+    for key in raw:
+        if key not in spec:
+            problems.append((key, "unknown key"))
+    return values, problems

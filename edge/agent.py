@@ -1,0 +1,201 @@
+"""The agent: builds buses, drivers, the core, the outbox and the uplink from a config and runs them.
+
+Threads (DESIGN.md §3): one per bus, the core (rules + the outbox's only
+writer), the uplink (MQTT), and the main thread, which handles signals and
+feeds the systemd watchdog only while every worker's heartbeat is fresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from buffer.outbox import Outbox
+from drivers.registry import bus_class, driver_class
+from edge import __version__
+from edge.clock import Clock
+from edge.config import Config, load_config
+from edge.core import Core, Rules
+from edge.errors import ConfigError
+from edge.health import gather
+from edge.notify import Notifier
+from edge.sampler import BusWorker, SensorSlot
+from edge.uplink import Uplink
+
+log = logging.getLogger("linli.agent")
+
+#: A worker whose heartbeat is older than this is considered hung; the watchdog stops being fed.
+STALE_HEARTBEAT = 30.0
+
+
+class Agent:
+    """Everything that runs on a gateway, for one configuration.
+
+    ``start()`` returns once the threads run; ``stop()`` flushes and ends them.
+    ``run_forever()`` is what ``linli run`` calls: it adds signals and systemd.
+    """
+
+    def __init__(self, config: Config, *, clock: Clock | None = None, rules: Rules | None = None,
+                 notifier: Notifier | None = None):
+        self.config = config
+        self.clock = clock or Clock()
+        self.rules = rules
+        self.notifier = notifier or Notifier()
+        self.started = time.monotonic()
+        self.outbox: Outbox | None = None
+        self.core: Core | None = None
+        self.uplink: Uplink | None = None
+        self.workers: dict[str, BusWorker] = {}
+        self._reload_requested = threading.Event()
+        self._stop_requested = threading.Event()
+        self._wake = threading.Event()  # set by signal handlers so the main loop reacts at once
+
+    # --- life cycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the outbox, then start the core, the bus threads and the uplink."""
+        self._open_outbox()
+        self._start_workers()
+
+    def _open_outbox(self) -> None:
+        buf = self.config.buffer
+        self.outbox = Outbox(buf.path, max_bytes=int(buf.max_mb * 2**20),
+                             commit_interval=buf.commit_interval,
+                             commit_max_records=buf.commit_max_records)
+        if self.outbox.recovered_from_corruption:
+            log.critical("the outbox was corrupt and was moved aside to %s; a fresh one was opened",
+                         self.outbox.recovered_from_corruption)
+        self.core = Core(self.outbox, rules=self.rules)
+        self.core.start()
+
+    def _start_workers(self) -> None:
+        cfg = self.config
+        for bus_cfg in cfg.buses:
+            sensors = [s for s in cfg.sensors if s.bus == bus_cfg.name]
+            if not sensors:
+                continue
+            bus = bus_class(bus_cfg.kind)(bus_cfg.name, bus_cfg.options)
+            slots = []
+            for sensor in sensors:
+                driver = driver_class(sensor.driver)(sensor.id, sensor.options, bus)
+                saved = self.outbox.get_state(f"driver/{sensor.id}")
+                if saved is not None:
+                    driver.restore_state(saved)
+                slots.append(SensorSlot(sensor.id, driver, sensor.interval))
+            worker = BusWorker(bus, slots, self.core.submit_reading, self.clock.stamp)
+            self.workers[bus_cfg.name] = worker
+            worker.start()
+        self.uplink = Uplink(cfg, self.outbox, self.core.submit_acked, health=self.health,
+                             version=__version__, boot_id=self.clock.boot_id, correct=self.clock.correct)
+        self.uplink.start()
+
+    def _stop_workers(self, drain_timeout: float) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        self.workers.clear()
+        if self.uplink is not None:
+            # Commit first so the last readings can still leave during the drain.
+            self.core.commit_now()
+            self.uplink.stop(drain_timeout)
+            self.uplink = None
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop reading, commit everything, try to deliver it, publish ``offline``, close the outbox."""
+        self._stop_workers(drain_timeout)
+        if self.core is not None:
+            self.core.stop()
+            self.core = None
+        if self.outbox is not None:
+            self.outbox.close()
+            self.outbox = None
+
+    def reload(self, config: Config) -> None:
+        """Apply a new, already validated config: restart buses and uplink; reopen the outbox if it moved."""
+        self._stop_workers(drain_timeout=2.0)
+        old_buffer = self.config.buffer
+        self.config = config
+        if config.buffer != old_buffer:
+            self.core.stop()
+            self.outbox.close()
+            self._open_outbox()
+        self._start_workers()
+
+    # --- state ------------------------------------------------------------------------------------
+    def heartbeats(self) -> dict[str, float]:
+        """Age in seconds of each worker's last heartbeat (dead threads count as infinitely old)."""
+        now = time.monotonic()
+        ages: dict[str, float] = {}
+        threads: list[tuple[str, Any]] = [("core", self.core), ("uplink", self.uplink)]
+        threads += [(f"bus {name}", w) for name, w in self.workers.items()]
+        for name, thread in threads:
+            if thread is None:
+                continue
+            ages[name] = now - thread.heartbeat if thread.is_alive() else float("inf")
+        return ages
+
+    def healthy(self) -> bool:
+        return all(age < STALE_HEARTBEAT for age in self.heartbeats().values())
+
+    def health(self) -> dict[str, Any]:
+        """The body of the ``health`` message (called on the uplink thread)."""
+        outbox_stats = self.outbox.stats() if self.outbox is not None else {}
+        extra = {
+            "version": __version__,
+            "buses": [w.status() for w in list(self.workers.values())],
+            "lost_readings": self.core.lost_readings if self.core else 0,
+            "refused_records": self.core.refused_records if self.core else 0,
+            "outbox_error": self.core.commit_error if self.core else None,
+        }
+        return gather(outbox_stats, self.clock, self.started, extra, outbox_path=self.config.buffer.path)
+
+    def status_line(self) -> str:
+        sensors = sum(len(w.slots) for w in self.workers.values())
+        bad = sum(1 for w in self.workers.values() for s in w.slots if s.failures)
+        up = self.uplink.status() if self.uplink else {}
+        depth = self.outbox.stats().get("depth") if self.outbox else None
+        broker = "connected" if up.get("connected") else "disconnected"
+        return f"{sensors} sensors ({bad} failing), outbox {depth} records, broker {broker}"
+
+    # --- linli run ----------------------------------------------------------------------------------
+    def run_forever(self) -> int:
+        """Run until SIGTERM/SIGINT; SIGHUP reloads the config. Returns the exit status."""
+        def on_signal(signum, _frame):
+            (self._reload_requested if signum == signal.SIGHUP else self._stop_requested).set()
+            self._wake.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, on_signal)
+        self.start()
+        self.notifier.ready()
+        interval = self.notifier.watchdog_interval()
+        tick = min(1.0, interval / 2) if interval else 1.0
+        while not self._stop_requested.is_set():
+            self._wake.clear()  # before looking at the flags, so a signal arriving now still wakes the wait
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self._reload_from_file()
+            if self.healthy():
+                self.notifier.watchdog()
+            else:
+                stale = [n for n, age in self.heartbeats().items() if age >= STALE_HEARTBEAT]
+                log.error("not feeding the watchdog: %s stopped reporting", ", ".join(stale))
+            self.notifier.status(self.status_line())
+            self._wake.wait(tick)
+        log.info("stopping: flushing the outbox and publishing offline")
+        self.notifier.stopping()
+        self.stop()
+        return 0
+
+    def _reload_from_file(self) -> None:
+        source = self.config.source
+        self.notifier.reloading()
+        try:
+            config = load_config(source)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config:\n%s", exc)
+        else:
+            log.info("reloading config from %s", source)
+            self.reload(config)
+        self.notifier.ready()

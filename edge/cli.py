@@ -1,0 +1,141 @@
+"""The ``linli`` command: for a technician under a sink with a laptop.
+
+Exit statuses follow sysexits(3) so scripts can tell problems apart:
+0 ok, 64 usage, 65 bad data, 69 a service (broker) unavailable, 70 internal
+error, 74 I/O error, 78 bad configuration, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from edge import __version__
+from edge.config import DEFAULT_PATH, load_config
+from edge.errors import LinliError
+from edge.i18n import _
+
+EX_OK, EX_USAGE, EX_SOFTWARE, EX_INTERRUPTED = 0, 64, 70, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits with EX_USAGE (64) instead of 2."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, _("linli: error: {message}\n").format(message=message))
+
+
+def _colour(text: str, code: str, stream=sys.stdout) -> str:
+    """Colour only on a terminal, and never when NO_COLOR is set."""
+    if stream.isatty() and "NO_COLOR" not in os.environ:
+        return f"\033[{code}m{text}\033[0m"
+    return text
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# --- commands ------------------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    from edge.agent import Agent
+
+    config = load_config(args.config)
+    _setup_logging(max(args.verbose, 1))
+    return Agent(config).run_forever()
+
+
+def cmd_config_check(args) -> int:
+    path = args.path or args.config
+    config = load_config(path)
+    if args.json:
+        print(json.dumps({"ok": True, "path": str(path), "gateway": config.gateway.id,
+                          "buses": len(config.buses), "sensors": len(config.sensors)}))
+    else:
+        print(_colour(_("ok"), "32") + "  " + _("{path}: gateway {gateway}, {buses} buses, {sensors} sensors").format(
+            path=path, gateway=config.gateway.id, buses=len(config.buses), sensors=len(config.sensors)))
+    return EX_OK
+
+
+def cmd_demo(args) -> int:
+    from edge.demo import run_demo
+
+    _setup_logging(args.verbose)
+    return run_demo(broker=args.broker, seconds=args.seconds, gateway_id=args.gateway_id, as_json=args.json)
+
+
+def cmd_version(args) -> int:
+    print(f"linli-edge {__version__}")
+    return EX_OK
+
+
+# --- parser ----------------------------------------------------------------------------------------------
+EPILOG = _("""examples:
+  linli config check /etc/linli/edge.toml   validate a config, open no device
+  linli run                                 start the agent (systemd does this)
+  linli demo --for 60                       simulated devices -> agent -> local broker, for a minute
+""")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="linli", description=_("linli-edge gateway agent and technician tool"),
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=os.environ.get("LINLI_CONFIG", DEFAULT_PATH),
+                        help=_("configuration file (default: %(default)s)"))
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=_("more log output (-vv: debug)"))
+    parser.add_argument("--debug", action="store_true", help=_("show tracebacks of internal errors"))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("run", help=_("run the agent in the foreground"))
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("config", help=_("configuration tools"))
+    config_sub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    c = config_sub.add_parser("check", help=_("validate a configuration file without opening any device"),
+                              epilog=_("exit status 0 when valid, 78 when not"))
+    c.add_argument("path", nargs="?", help=_("file to check (default: --config)"))
+    c.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    c.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("demo", help=_("simulated devices -> agent -> local MQTT broker, shown live"),
+                       epilog=_("example: linli demo --for 60 --gateway-id gw-demo"))
+    p.add_argument("--broker", metavar="HOST:PORT", help=_("use this broker instead of starting one"))
+    p.add_argument("--for", dest="seconds", type=float, metavar="SECONDS", help=_("stop cleanly after this long"))
+    p.add_argument("--gateway-id", default="gw-demo", help=_("gateway id (default: %(default)s)"))
+    p.add_argument("--json", action="store_true", help=_("print each MQTT message as one JSON line"))
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("version", help=_("print the version"))
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:  # "linli" or "linli config" alone: show what can follow
+        parser.print_help(sys.stderr)
+        return EX_USAGE
+    try:
+        return func(args)
+    except LinliError as exc:
+        print(_colour(_("error"), "31", sys.stderr) + ": " + str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EX_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(_("internal error: {error} (run again with --debug for details)").format(error=exc), file=sys.stderr)
+        return EX_SOFTWARE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,691 @@
+"""The gateway's configuration: one TOML file, validated before any device opens.
+
+:func:`load_config` reads the file, :func:`validate` checks an already parsed
+table (a config pushed over MQTT goes through the same function). Every problem
+is reported at once, in file order, each prefixed with its key path
+(``sensor[2].interval: …``; array indexes count from 0). Validation does no
+device I/O: it loads driver classes to learn their options, and it checks that
+files named in the config exist, nothing more.
+
+>>> config = validate({"gateway": {"id": "gw-0042", "grid": "shimen2/xinfukangli/b07"}})
+>>> config.base_topic
+'linli/shimen2/xinfukangli/b07/gw-0042'
+>>> validate({"gateway": {"id": "gw-0042", "grid": "b07"}, "mqtt": {"hots": "broker"}})
+Traceback (most recent call last):
+edge.errors.ConfigError: the configuration has 1 problem:
+  mqtt.hots: unknown key; did you mean "host"?
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import functools
+import ipaddress
+import os
+import re
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from drivers.options import Option, validate_options
+from drivers.registry import BUS_KINDS, bus_class, driver_class, driver_names
+from edge.errors import ConfigError
+from edge.i18n import _
+
+DEFAULT_PATH = "/etc/linli/edge.toml"
+
+#: MQTT's largest packet (the Remaining Length field tops out at 256 MiB - 1).
+MQTT_MAX_PACKET = 268_435_455
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    id: str
+    grid: str
+    site: str = ""
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic_prefix: str = "linli"
+    client_id: str | None = None          # default: "linli-<gateway id>"
+    protocol: str = "3.1.1"               # "3.1.1" | "5"
+    keepalive: float = 60.0               # seconds
+    tls: bool = False
+    ca_file: str | None = None            # with tls and no ca_file: the system's CA store
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+    batch_max_records: int = 500
+    batch_max_bytes: int = 65536
+    inflight: int = 20
+    reconnect_min: float = 1.0            # seconds
+    reconnect_max: float = 60.0           # seconds
+    health_interval: float = 60.0         # seconds
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    path: str = "/var/lib/linli/outbox.db"
+    max_mb: float = 64.0
+    commit_interval: float = 1.0          # seconds
+    commit_max_records: int = 2000
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    name: str
+    kind: str                             # serial | i2c | gpio
+    options: dict[str, Any] = field(default_factory=dict)   # validated bus options (without name/kind)
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    id: str
+    driver: str
+    bus: str
+    interval: float                       # seconds
+    options: dict[str, Any] = field(default_factory=dict)   # validated driver options
+
+
+@dataclass(frozen=True)
+class Config:
+    gateway: GatewayConfig
+    mqtt: MqttConfig = MqttConfig()
+    buffer: BufferConfig = BufferConfig()
+    buses: tuple[BusConfig, ...] = ()
+    sensors: tuple[SensorConfig, ...] = ()
+    source: str | None = None             # the file it was loaded from; relative paths in it are resolved against its folder
+
+    @property
+    def base_topic(self) -> str:
+        """``<prefix>/<grid path>/<gateway id>``, e.g. ``linli/shimen2/xinfukangli/b07/gw-0042``."""
+        return f"{self.mqtt.topic_prefix}/{self.gateway.grid}/{self.gateway.id}"
+
+
+# --- entry points ---------------------------------------------------------------------------------------
+def load_config(path: str | os.PathLike = DEFAULT_PATH) -> Config:
+    """Read and validate the TOML file at ``path``; raise :class:`ConfigError` listing every problem."""
+    source = os.path.abspath(os.fspath(path))
+    try:
+        with open(source, "rb") as file:
+            data = file.read()
+    except FileNotFoundError:
+        problem = _('no such file "{path}"').format(path=source)
+    except IsADirectoryError:
+        problem = _('expected a file, "{path}" is a directory').format(path=source)
+    except PermissionError:
+        problem = _('cannot read "{path}": permission denied').format(path=source)
+    except OSError as exc:
+        problem = _('cannot read "{path}": {reason}').format(path=source, reason=exc.strerror or exc)
+    else:
+        return validate(_parse(data, source), source)
+    raise ConfigError([problem], source)
+
+
+def _parse(data: bytes, source: str) -> dict[str, Any]:
+    try:
+        # "utf-8-sig": a byte-order mark left by a Windows editor is not worth refusing a config for.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([_("not UTF-8 text: the byte at offset {offset} is invalid").format(offset=exc.start)],
+                          source) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_("not valid TOML: {error}").format(error=exc)], source) from None
+
+
+def validate(raw: dict[str, Any], source: str | os.PathLike | None = None) -> Config:
+    """Check a parsed TOML document and build the :class:`Config`; raise :class:`ConfigError` listing every problem.
+
+    Relative file paths in ``raw`` are resolved against the folder of ``source``
+    (the current folder when there is no source).
+    """
+    source = None if source is None else os.fspath(source)
+    if not isinstance(raw, dict):  # a config pushed over MQTT may be any JSON value
+        raise ConfigError([_("expected a table of sections like [gateway], got {value}").format(value=_show(raw))],
+                          source)
+    report = _Report()
+    ctx = _Context(base=Path(os.path.abspath(source)).parent if source else Path.cwd())
+    place = {key: index for index, key in enumerate(raw)}
+    known = [section.key for section in SECTIONS]
+    for key in raw:
+        if key not in known:
+            report.add((place[key],), key, _unknown_key(key, [k for k in known if k not in raw]))
+    built: dict[str, Any] = {}
+    for section in SECTIONS:
+        if section.key not in raw:
+            if section.required:
+                report.add((-1,), section.key, _("is required"))
+            continue
+        built[section.attribute] = section.build(raw[section.key], (place[section.key],), report, ctx)
+    if report:
+        raise ConfigError(report.lines(), source)
+    return Config(**built, source=source)
+
+
+# --- the machinery every section shares -----------------------------------------------------------------
+class _Report:
+    """Problems found so far, each with its place in the file so they can be listed in file order."""
+
+    def __init__(self) -> None:
+        self._found: list[tuple[tuple[int, ...], str]] = []
+
+    def add(self, place: tuple[int, ...], path: str, message: str) -> None:
+        self._found.append((place, f"{path}: {message}"))
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    def lines(self) -> list[str]:
+        return [text for _place, text in sorted(self._found, key=lambda found: found[0])]
+
+
+@dataclass
+class _Table:
+    """One TOML table under validation: its key path (``sensor[2]``), its place in the file, where problems go."""
+
+    path: str
+    raw: dict[str, Any]
+    place: tuple[int, ...]
+    report: _Report
+    problems: int = 0
+
+    def problem(self, key: str, message: str) -> None:
+        """Report ``message`` about ``key`` (listed before the table's keys when the key is missing)."""
+        position = list(self.raw).index(key) if key in self.raw else -1
+        self.report.add((*self.place, position), f"{self.path}.{key}", message)
+        self.problems += 1
+
+    def check(self, spec: dict[str, Option], raw: dict[str, Any], siblings: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Validate ``raw`` (some keys of this table) against ``spec``; return the values that are valid.
+
+        ``siblings`` are keys of this table checked elsewhere: an unknown key may be a typo of one of them.
+        """
+        values, problems = validate_options(spec, raw)
+        self._report(problems, spec, siblings)
+        return values
+
+    def check_class(self, cls: type, raw: dict[str, Any], siblings: tuple[str, ...]) -> dict[str, Any]:
+        """Validate a bus's or driver's own keys: its ``options``, then its ``check_options``.
+
+        ``check_options(values) -> [(key, message)]`` judges keys together (``decimals`` and
+        ``decimals_register`` both given); it only sees values that passed one by one.
+        """
+        values, problems = validate_options(cls.options, raw)
+        if not problems:
+            problems = cls.check_options(values)
+        self._report(problems, cls.options, siblings)
+        return values
+
+    def _report(self, problems: list[tuple[str, str]], spec: dict[str, Option], siblings: tuple[str, ...]) -> None:
+        for key, message in problems:
+            if message == "unknown key":
+                candidates = [k for k in (*spec, *siblings) if k not in self.raw]
+                self.problem(key, _unknown_key(key, candidates))
+            else:
+                self.problem(key, _translated(message))
+
+
+@dataclass
+class _Context:
+    """What sections learn about each other while the document is validated."""
+
+    base: Path
+    #: bus name -> its kind (None when the kind is unusable, so sensors on it are not checked against it)
+    bus_kinds: dict[str, str | None] = field(default_factory=dict)
+    #: (section, name) -> key path of the entry that first used it
+    names: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @functools.cached_property
+    def driver_names(self) -> list[str]:
+        """Known drivers, looked up once: scanning the entry points of every installed package takes ~10 ms."""
+        return driver_names()
+
+    def claim(self, table: _Table, section: str, key: str, name: str) -> bool:
+        """Record that ``table`` uses ``name``; report it and return False when another entry did first."""
+        first = self.names.setdefault((section, name), table.path)
+        if first != table.path:
+            table.problem(key, _("{value} is already used by {other}").format(value=_show(name), other=first))
+            return False
+        return True
+
+    def file(self, table: _Table, key: str, path: str) -> str:
+        """``path`` made absolute against the config's folder; a problem when it is not a readable file."""
+        full = os.path.normpath(self.base / path)
+        if not os.path.exists(full):
+            table.problem(key, _('no such file "{path}"').format(path=full))
+        elif os.path.isdir(full):
+            table.problem(key, _('expected a file, "{path}" is a directory').format(path=full))
+        elif not os.access(full, os.R_OK):
+            table.problem(key, _('cannot read "{path}": permission denied').format(path=full))
+        return full
+
+
+@dataclass(frozen=True)
+class Section:
+    """A top-level TOML section: ``[key]`` (one table) or ``[[key]]`` (``many``), built into ``Config.<attribute>``.
+
+    A new section is one ``check`` function plus one entry in :data:`SECTIONS`.
+    """
+
+    key: str
+    attribute: str
+    check: Callable[[_Table, _Context], Any]
+    many: bool = False
+    required: bool = False
+
+    def build(self, raw: Any, place: tuple[int, ...], report: _Report, ctx: _Context) -> Any:
+        if not self.many:
+            if not isinstance(raw, dict):
+                report.add(place, self.key, _("expected a table like [{name}], got {value}").format(
+                    name=self.key, value=_show(raw)))
+                return None
+            return self.check(_Table(self.key, raw, place, report), ctx)
+        if not isinstance(raw, list):
+            report.add(place, self.key, _("expected an array of tables like [[{name}]], got {value}").format(
+                name=self.key, value=_show(raw)))
+            return None
+        built = []
+        for index, entry in enumerate(raw):
+            path = f"{self.key}[{index}]"
+            if isinstance(entry, dict):
+                built.append(self.check(_Table(path, entry, (*place, index), report), ctx))
+            else:
+                report.add((*place, index), path, _("expected {expected}, got {value}").format(
+                    expected=_("a table"), value=_show(entry)))
+        return tuple(built)
+
+
+def _present(values: dict[str, Any]) -> dict[str, Any]:
+    """The values the file gave (``validate_options`` fills absent keys with None); dataclass defaults do the rest."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+# --- [gateway] ------------------------------------------------------------------------------------------
+_GATEWAY_ID = re.compile(r"[a-z0-9-]{1,64}")
+_GRID_SEGMENT = re.compile(r"[a-z0-9_-]+")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+# Topic levels with a meaning under a gateway's base topic: the broker's ACL patterns match on them,
+# so a gateway id or grid level spelt like one could reach another gateway's topics (deploy/mosquitto/).
+RESERVED_LEVELS = ("status", "telemetry", "alarm", "health", "cmd")
+
+
+def _reserved(value: str) -> str | None:
+    return _('"{value}" is reserved for MQTT topic levels ({reserved})').format(
+        value=value, reserved=", ".join(RESERVED_LEVELS))
+
+
+def _gateway_id(value: str) -> str | None:
+    if not _GATEWAY_ID.fullmatch(value):
+        return _('expected 1 to 64 characters of a-z, 0-9 and "-", got {value}').format(value=_show(value))
+    if value in RESERVED_LEVELS:
+        return _reserved(value)
+    return None
+
+
+def _grid(value: str) -> str | None:
+    if "+" in value or "#" in value:
+        return _('must not contain the MQTT wildcards "+" and "#", got {value}').format(value=_show(value))
+    segments = value.split("/")
+    if len(segments) > 6 or not all(_GRID_SEGMENT.fullmatch(s) for s in segments):
+        return _('expected 1 to 6 segments of a-z, 0-9, "_" and "-" separated by "/", '
+                 'like "shimen2/xinfukangli/b07", got {value}').format(value=_show(value))
+    for segment in segments:
+        if segment in RESERVED_LEVELS:
+            return _reserved(segment)
+    return None
+
+
+def _timezone(value: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (KeyError, ValueError, OSError):  # not found, not a normalised key, not a TZif file
+        suggestion = _zone_like(value)
+        if suggestion:
+            return _('unknown time zone {value}; did you mean "{suggestion}"?').format(
+                value=_show(value), suggestion=suggestion)
+        return _('unknown time zone {value}; expected an IANA name like "Asia/Shanghai"').format(value=_show(value))
+    return None
+
+
+def _zone_like(value: str) -> str | None:
+    """The zone a mistyped name probably meant: same letters in another case, same city, or a close spelling.
+
+    The spelling match is strict on purpose: "UTC+8" must not be answered with "UTC", eight hours off.
+    """
+    zones = sorted(zoneinfo.available_timezones())
+    wanted = value.lower()
+    for zone in zones:
+        if zone.lower() == wanted or zone.rsplit("/", 1)[-1].lower() == wanted:
+            return zone
+    close = difflib.get_close_matches(value, zones, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+GATEWAY_OPTIONS = {
+    "id": Option("str", required=True, check=_gateway_id),
+    "grid": Option("str", required=True, check=_grid),
+    "site": Option("str"),
+    "timezone": Option("str", check=_timezone),
+}
+
+
+def _gateway(table: _Table, ctx: _Context) -> GatewayConfig | None:
+    values = table.check(GATEWAY_OPTIONS, table.raw)
+    return None if table.problems else GatewayConfig(**_present(values))
+
+
+# --- [mqtt] ---------------------------------------------------------------------------------------------
+def _not_empty(value: str) -> str | None:
+    return None if value.strip() else _("must not be empty")
+
+
+def _host(value: str) -> str | None:
+    try:
+        ipaddress.IPv6Address(value)
+        return None
+    except ValueError:
+        pass
+    if not value or "/" in value or ":" in value or any(c.isspace() for c in value):
+        return _('expected a host name or IP address like "mqtt.example.org", without scheme or port, '
+                 'got {value}').format(value=_show(value))
+    return None
+
+
+def _topic_prefix(value: str) -> str | None:
+    if not value:
+        return _("must not be empty")
+    if "+" in value or "#" in value:
+        return _('must not contain the MQTT wildcards "+" and "#", got {value}').format(value=_show(value))
+    if value.startswith("/") or value.endswith("/"):
+        return _('must not start or end with "/", got {value}').format(value=_show(value))
+    if "//" in value:
+        return _('must not contain an empty topic level ("//"), got {value}').format(value=_show(value))
+    if value.startswith("$"):
+        return _('must not start with "$" (such topics belong to the broker), got {value}').format(value=_show(value))
+    return None
+
+
+def _whole_seconds(value: float) -> str | None:
+    if value != int(value):
+        return _("must be a whole number of seconds, got {value}").format(value=f"{value:g}s")
+    return None
+
+
+def _fits_a_packet(value: int) -> str | None:
+    # Not Option.max: it would print the limit as 2.68435e+08.
+    if value > MQTT_MAX_PACKET:
+        return _("must be at most {limit}, got {value}").format(limit=MQTT_MAX_PACKET, value=value)
+    return None
+
+
+MQTT_OPTIONS = {
+    "host": Option("str", check=_host),
+    "port": Option("int", min=1, max=65535),
+    "topic_prefix": Option("str", check=_topic_prefix),
+    "client_id": Option("str", check=_not_empty),
+    "protocol": Option("str", choices=("3.1.1", "5")),
+    "keepalive": Option("duration", min=5, max=65535, check=_whole_seconds),
+    "tls": Option("bool"),
+    "ca_file": Option("str", check=_not_empty),
+    "cert_file": Option("str", check=_not_empty),
+    "key_file": Option("str", check=_not_empty),
+    "username": Option("str", check=_not_empty),
+    "password_file": Option("str", check=_not_empty),
+    "batch_max_records": Option("int", min=1, max=10_000),
+    "batch_max_bytes": Option("int", min=1024, check=_fits_a_packet),
+    "inflight": Option("int", min=1, max=1000),
+    "reconnect_min": Option("duration", min=0.1, max=3600),
+    "reconnect_max": Option("duration", min=0.1, max=86400),
+    "health_interval": Option("duration", min=1, max=86400),
+}
+_TLS_FILES = ("ca_file", "cert_file", "key_file")
+
+
+def _mqtt(table: _Table, ctx: _Context) -> MqttConfig | None:
+    raw = table.raw
+    values = _present(table.check(MQTT_OPTIONS, raw))
+    for key in _TLS_FILES:
+        if key not in values:
+            continue
+        if values.get("tls"):
+            values[key] = ctx.file(table, key, values[key])
+        elif "tls" not in raw or "tls" in values:  # a mistyped tls is reported already
+            table.problem(key, _("is only used with TLS; set mqtt.tls = true or remove this key"))
+    for key, other in (("cert_file", "key_file"), ("key_file", "cert_file"), ("password_file", "username")):
+        if key in raw and other not in raw:
+            table.problem(key, _("needs {other} too").format(other=f"mqtt.{other}"))
+    if "password_file" in values:
+        values["password_file"] = ctx.file(table, "password_file", values["password_file"])
+    _check_reconnect(table, values)
+    return None if table.problems else MqttConfig(**values)
+
+
+def _check_reconnect(table: _Table, values: dict[str, Any]) -> None:
+    shortest = values.get("reconnect_min", MqttConfig.reconnect_min)
+    longest = values.get("reconnect_max", MqttConfig.reconnect_max)
+    if shortest <= longest:
+        return
+    raw = table.raw
+    if "reconnect_max" in raw:
+        limit = _show(raw["reconnect_min"]) if "reconnect_min" in raw else f'"{shortest:g}s"'
+        table.problem("reconnect_max", _("must not be shorter than {other} ({limit}), got {value}").format(
+            other=f"{table.path}.reconnect_min", limit=limit, value=_show(raw["reconnect_max"])))
+    else:
+        table.problem("reconnect_min", _("must not be longer than {other} ({limit}), got {value}").format(
+            other=f"{table.path}.reconnect_max", limit=f'"{longest:g}s"', value=_show(raw["reconnect_min"])))
+
+
+# --- [buffer] -------------------------------------------------------------------------------------------
+BUFFER_OPTIONS = {
+    "path": Option("str", check=_not_empty),
+    "max_mb": Option("float", min=1),
+    "commit_interval": Option("duration", min=0.01, max=10),
+    "commit_max_records": Option("int", min=1, max=100_000),
+}
+
+
+def _buffer(table: _Table, ctx: _Context) -> BufferConfig | None:
+    values = _present(table.check(BUFFER_OPTIONS, table.raw))
+    if "path" in values:
+        # The outbox creates the file; only a folder standing where the file should be is wrong already.
+        values["path"] = os.path.normpath(ctx.base / values["path"])
+        if os.path.isdir(values["path"]):
+            table.problem("path", _('expected a file, "{path}" is a directory').format(path=values["path"]))
+    return None if table.problems else BufferConfig(**values)
+
+
+# --- [[bus]] --------------------------------------------------------------------------------------------
+def _name(value: str) -> str | None:
+    if not _NAME.fullmatch(value):
+        return _('expected 1 to 64 characters of a-z, 0-9, "_" and "-", starting with a letter or digit, '
+                 'got {value}').format(value=_show(value))
+    return None
+
+
+BUS_OPTIONS = {
+    "name": Option("str", required=True, check=_name),
+    "kind": Option("str", required=True),
+}
+
+
+def _bus(table: _Table, ctx: _Context) -> BusConfig | None:
+    common = {k: v for k, v in table.raw.items() if k in BUS_OPTIONS}
+    rest = {k: v for k, v in table.raw.items() if k not in BUS_OPTIONS}
+    values = table.check(BUS_OPTIONS, common)
+    name, kind = values.get("name"), values.get("kind")
+    cls = None
+    if kind is not None:
+        if kind not in BUS_KINDS:
+            table.problem("kind", _unknown_choice(_('unknown bus kind {value}; did you mean "{suggestion}"?'),
+                                                  _("unknown bus kind {value}; expected one of {choices}"),
+                                                  kind, sorted(BUS_KINDS)))
+            kind = None
+        else:
+            try:
+                cls = bus_class(kind)
+            except (ImportError, AttributeError) as exc:  # module or class missing: a broken install
+                table.problem("kind", _('the "{kind}" bus cannot be loaded: {error}').format(kind=kind, error=exc))
+    if name is not None and ctx.claim(table, "bus", "name", name):
+        ctx.bus_kinds[name] = kind
+    # Without a usable kind the remaining keys cannot be judged: reporting them all as unknown would mislead.
+    options = table.check_class(cls, rest, siblings=tuple(BUS_OPTIONS)) if cls is not None else {}
+    return None if table.problems else BusConfig(name=name, kind=kind, options=options)
+
+
+# --- [[sensor]] -----------------------------------------------------------------------------------------
+SENSOR_OPTIONS = {
+    "id": Option("str", required=True, check=_name),
+    "driver": Option("str", required=True),
+    "bus": Option("str", required=True),
+    "interval": Option("duration", default="10s", min=0.1, max=86400),
+}
+
+
+def _sensor(table: _Table, ctx: _Context) -> SensorConfig | None:
+    common = {k: v for k, v in table.raw.items() if k in SENSOR_OPTIONS}
+    rest = {k: v for k, v in table.raw.items() if k not in SENSOR_OPTIONS}
+    values = table.check(SENSOR_OPTIONS, common)
+    if values.get("id") is not None:
+        ctx.claim(table, "sensor", "id", values["id"])
+    driver = values.get("driver")
+    cls = _driver(table, ctx, driver)
+    bus = values.get("bus")
+    if bus is not None:
+        _check_bus(table, ctx, bus, driver, cls)
+    options = table.check_class(cls, rest, siblings=tuple(SENSOR_OPTIONS)) if cls is not None else {}
+    if table.problems:
+        return None
+    return SensorConfig(id=values["id"], driver=values["driver"], bus=bus, interval=values["interval"],
+                        options=options)
+
+
+def _driver(table: _Table, ctx: _Context, name: str | None):
+    """The driver class named by ``sensor.driver``, or None (after reporting why) when there is none."""
+    if name is None:
+        return None
+    known = ctx.driver_names
+    if name not in known:
+        table.problem("driver", _unknown_choice(_('unknown driver {value}; did you mean "{suggestion}"?'),
+                                                _("unknown driver {value}; known drivers: {choices}"), name, known))
+        return None
+    try:
+        return driver_class(name)
+    except (ImportError, AttributeError) as exc:  # module or class missing: a broken install or plugin
+        table.problem("driver", _('driver "{name}" cannot be loaded: {error}').format(name=name, error=exc))
+        return None
+
+
+def _check_bus(table: _Table, ctx: _Context, bus: str, driver: str | None, cls) -> None:
+    if bus not in ctx.bus_kinds:
+        close = difflib.get_close_matches(bus, list(ctx.bus_kinds), n=1)
+        if close:
+            message = _('no [[bus]] named {value}; did you mean "{suggestion}"?').format(
+                value=_show(bus), suggestion=close[0])
+        else:
+            message = _("no [[bus]] named {value}").format(value=_show(bus))
+        table.problem("bus", message)
+        return
+    kind = ctx.bus_kinds[bus]
+    if cls is not None and kind is not None and cls.bus_kind != kind:
+        table.problem("bus", _('driver "{driver}" needs a {needed} bus, "{bus}" is {kind}').format(
+            driver=driver, needed=cls.bus_kind, bus=bus, kind=kind))
+
+
+# --- the sections, in the order they are checked (a section may use what an earlier one found) ---------
+SECTIONS: tuple[Section, ...] = (
+    Section("gateway", "gateway", _gateway, required=True),
+    Section("mqtt", "mqtt", _mqtt),
+    Section("buffer", "buffer", _buffer),
+    Section("bus", "buses", _bus, many=True),
+    Section("sensor", "sensors", _sensor, many=True),
+)
+
+
+# --- messages -------------------------------------------------------------------------------------------
+def _show(value: Any) -> str:
+    """A config value as a problem shows it: strings quoted, TOML spelling for the rest."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return _("a table")
+    if isinstance(value, list):
+        return _("an array of tables") if value and all(isinstance(v, dict) for v in value) else _("an array")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _unknown_key(key: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(key, candidates, n=1)
+    if close:
+        return _('unknown key; did you mean "{suggestion}"?').format(suggestion=close[0])
+    return _("unknown key")
+
+
+def _unknown_choice(with_suggestion: str, without: str, value: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(value, choices, n=1)
+    if close:
+        return with_suggestion.format(value=_show(value), suggestion=close[0])
+    return without.format(value=_show(value), choices=", ".join(_show(c) for c in choices))
+
+
+_EXPECTED = re.compile(r"expected (?P<expected>.+?), got (?P<value>.*)", re.S)
+_ONE_OF = re.compile(r"expected one of (?P<choices>.+), got (?P<value>.*)", re.S)
+_AT_LEAST = re.compile(r"must be at least (?P<limit>.+?), got (?P<value>.*)", re.S)
+_AT_MOST = re.compile(r"must be at most (?P<limit>.+?), got (?P<value>.*)", re.S)
+_ABOVE = re.compile(r"must be greater than (?P<limit>.+?), got (?P<value>.*)", re.S)
+
+
+def _translated(message: str) -> str:
+    """A problem from ``drivers.options`` (English, it knows nothing of edge/) in the user's language.
+
+    Messages of a driver's own ``check`` are passed on as the driver wrote them.
+    """
+    if message in _fixed_messages():
+        return _fixed_messages()[message]
+    if match := _ONE_OF.fullmatch(message):
+        return _("expected one of {choices}, got {value}").format(
+            choices=match["choices"], value=_value(match["value"]))
+    if (match := _EXPECTED.fullmatch(message)) and match["expected"] in _type_names():
+        return _("expected {expected}, got {value}").format(
+            expected=_type_names()[match["expected"]], value=_value(match["value"]))
+    if match := _AT_LEAST.fullmatch(message):
+        return _("must be at least {limit}, got {value}").format(limit=match["limit"], value=match["value"])
+    if match := _AT_MOST.fullmatch(message):
+        return _("must be at most {limit}, got {value}").format(limit=match["limit"], value=match["value"])
+    if match := _ABOVE.fullmatch(message):
+        return _("must be greater than {limit}, got {value}").format(limit=match["limit"], value=match["value"])
+    return message
+
+
+def _fixed_messages() -> dict[str, str]:
+    return {"is required": _("is required"), "must not be empty": _("must not be empty")}
+
+
+def _value(shown: str) -> str:
+    return _("a table") if shown == "a table" else shown
+
+
+def _type_names() -> dict[str, str]:
+    return {
+        "an integer": _("an integer"),
+        "a number": _("a number"),
+        "a string": _("a string"),
+        "true or false": _("true or false"),
+        'a duration like "30s" or "5m"': _('a duration like "30s" or "5m"'),
+        "a list": _("a list"),
+    }

@@ -1,0 +1,182 @@
+"""Where a reading is judged and stored: the core thread, the outbox's only writer.
+
+Bus threads and the uplink never touch the outbox's writer side; they put
+messages on the core's bounded inbox:
+
+* ``("reading", record, state)`` — a stamped reading, with optional driver
+  state to persist alongside it (e.g. a pulse total);
+* ``("acked", seqs)`` — the broker acknowledged these seqs; delete them;
+* ``("commit", event)`` — commit now, then set the event (used before a drain at shutdown);
+* ``("stop",)`` — commit what is pending and end.
+
+For every reading the rules (when configured) are asked for alarm
+transitions; those go to the outbox at ALARM priority (committed at once) and
+to the local alarm sinks (buzzer, LED, relay — a later issue plugs them in).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any, Callable, Iterable, Protocol
+
+from buffer.errors import OutboxError, OutboxRecordError
+from buffer.outbox import Outbox, Priority
+
+log = logging.getLogger("linli.core")
+
+#: Bounded so a stalled writer cannot eat the Pi's memory; producers block briefly, then count a loss.
+INBOX_SIZE = 20_000
+_PUT_TIMEOUT = 2.0
+
+
+class Rules(Protocol):
+    """What the core needs of a rules engine."""
+
+    def evaluate(self, reading: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    def tick(self, now_ms: int) -> list[dict[str, Any]]: ...
+
+
+AlarmSink = Callable[[dict[str, Any]], None]
+
+
+class Core(threading.Thread):
+    """Judge readings, write the outbox, delete what the broker acknowledged."""
+
+    def __init__(self, outbox: Outbox, *, rules: Rules | None = None,
+                 alarm_sinks: Iterable[AlarmSink] = (), now_ms: Callable[[], int] | None = None):
+        super().__init__(name="linli-core", daemon=True)
+        self.outbox = outbox
+        self.rules = rules
+        self.alarm_sinks = list(alarm_sinks)
+        self.inbox: queue.Queue = queue.Queue(maxsize=INBOX_SIZE)
+        self.heartbeat = time.monotonic()
+        self.lost_readings = 0
+        self.refused_records = 0
+        self.commit_error: str | None = None
+        self.error: BaseException | None = None
+        self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+
+    # --- producers (any thread) -------------------------------------------------------------
+    def submit_reading(self, record: dict[str, Any], state: dict[str, Any] | None = None) -> bool:
+        """Queue a reading; ``False`` (and counted) if the core is stalled for too long."""
+        try:
+            self.inbox.put(("reading", record, state), timeout=_PUT_TIMEOUT)
+            return True
+        except queue.Full:
+            self.lost_readings += 1
+            log.error("core inbox full: reading of %s lost (%d so far)", record.get("sensor"), self.lost_readings)
+            return False
+
+    def submit_acked(self, seqs: list[int]) -> None:
+        """Called by the uplink thread with seqs the broker acknowledged."""
+        self.inbox.put(("acked", seqs))
+
+    def commit_now(self, timeout: float = 5.0) -> bool:
+        """Have the core commit everything pending; ``True`` once it has."""
+        done = threading.Event()
+        self.inbox.put(("commit", done))
+        return done.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit everything pending and end the thread."""
+        if self.is_alive():
+            self.inbox.put(("stop",))
+            self.join(timeout)
+
+    # --- the thread ---------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # the agent's watchdog sees the dead heartbeat and reports this
+            self.error = exc
+            log.exception("core thread failed")
+
+    def _loop(self) -> None:
+        outbox = self.outbox
+        while True:
+            self.heartbeat = time.monotonic()
+            due = outbox.seconds_until_due()
+            timeout = 1.0 if due is None else max(0.0, min(due, 1.0))
+            try:
+                item = self.inbox.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                if item[0] == "stop":
+                    self._drain_without_blocking()
+                    self._commit()
+                    return
+                self._handle(item)
+                # Take everything already waiting before deciding to commit: that is the group commit.
+                self._drain_without_blocking()
+            if self.rules is not None:
+                self._raise(self.rules.tick(self._now_ms()))
+            if outbox.commit_due():
+                self._commit()
+
+    def _commit(self) -> None:
+        """Commit; an I/O error keeps the records pending (the outbox holds them) and is retried."""
+        try:
+            self.outbox.commit()
+            self.commit_error = None
+        except OutboxError as exc:
+            if str(exc) != self.commit_error:
+                log.error("%s — keeping the records in memory and retrying", exc)
+            self.commit_error = str(exc)
+
+    def _drain_without_blocking(self) -> None:
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if item[0] == "stop":
+                # keep it for the main loop so the stop is honoured after this batch
+                self.inbox.put(item)
+                return
+            self._handle(item)
+
+    def _handle(self, item: tuple) -> None:
+        kind = item[0]
+        if kind == "reading":
+            _, record, state = item
+            if not self._add(record, Priority.TELEMETRY):
+                return
+            if state is not None:
+                self.outbox.set_state(f"driver/{record['sensor']}", state)
+            if self.rules is not None:
+                self._raise(self.rules.evaluate(record))
+        elif kind == "acked":
+            self.outbox.ack(item[1])
+        elif kind == "commit":
+            self._commit()
+            item[1].set()
+        else:  # a programming error, not a field condition
+            raise ValueError(f"unknown core message {kind!r}")
+
+    def _add(self, record: dict[str, Any], priority: Priority) -> bool:
+        """Add to the outbox; a record it refuses (a driver bug) is logged and counted, never fatal."""
+        try:
+            self.outbox.add(record, priority)
+            return True
+        except OutboxRecordError as exc:
+            self.refused_records += 1
+            log.error("record refused by the outbox (%s): %r", exc, record)
+            return False
+        except OutboxError as exc:  # an alarm's immediate commit failed: it stays pending, retried
+            self.commit_error = str(exc)
+            log.error("%s — keeping the records in memory and retrying", exc)
+            return True
+
+    def _raise(self, transitions: list[dict[str, Any]]) -> None:
+        for transition in transitions:
+            self._add(transition, Priority.ALARM)
+            for sink in self.alarm_sinks:
+                try:
+                    sink(transition)
+                except Exception:  # a broken buzzer must not stop alarms reaching the outbox
+                    log.exception("alarm output failed for %s", transition.get("alarm"))

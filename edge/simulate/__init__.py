@@ -1,0 +1,4 @@
+"""Simulated devices and a local broker for ``linli demo`` and the tests only.
+
+Nothing outside the demo and the tests imports this package.
+"""

@@ -1,0 +1,131 @@
+"""MQTT topic names under a gateway's base topic (DESIGN.md §4, MQTT).
+
+Pure functions: they build and recognise topic strings and refuse parts that
+would change a topic's meaning — a ``/`` adds a level, ``+`` and ``#`` are
+wildcards that a broker rejects in a PUBLISH topic (and that would let one
+sensor name match another's subscription).
+
+>>> base = base_topic("linli", "shimen2/xinfukangli/b07", "gw-0042")
+>>> base
+'linli/shimen2/xinfukangli/b07/gw-0042'
+>>> alarm_state(base, "pump-pressure/low")
+'linli/shimen2/xinfukangli/b07/gw-0042/alarm/pump-pressure/low'
+>>> command_reply(base, "read-now")
+'linli/shimen2/xinfukangli/b07/gw-0042/cmd/read-now/reply'
+>>> kind_of(base, base + "/alarm/pump-pressure/low")
+'alarm_state'
+"""
+
+from __future__ import annotations
+
+#: Characters that may not appear inside one topic level we build.
+_FORBIDDEN_IN_PART = ("/", "+", "#", "\0")
+
+
+class TopicError(ValueError):
+    """A topic or topic part that would not name exactly one topic level."""
+
+
+def _check_part(what: str, part: str) -> str:
+    if not isinstance(part, str) or not part:
+        raise TopicError(f"{what} must be a non-empty string, got {part!r}")
+    bad = [c for c in _FORBIDDEN_IN_PART if c in part]
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise TopicError(f"{what} {part!r} contains {shown}, which MQTT topic levels cannot carry")
+    return part
+
+
+def _check_path(what: str, path: str) -> str:
+    if not isinstance(path, str) or not path:
+        raise TopicError(f"{what} must be a non-empty string, got {path!r}")
+    for level in path.split("/"):
+        if not level:
+            raise TopicError(f"{what} {path!r} has an empty level (leading, trailing or double '/')")
+        _check_part(f"{what} level", level)
+    return path
+
+
+def base_topic(prefix: str, grid: str, gateway: str) -> str:
+    """``<prefix>/<grid path>/<gateway id>``; the grid path may have several levels."""
+    return "/".join((_check_path("topic prefix", prefix), _check_path("grid path", grid),
+                     _check_part("gateway id", gateway)))
+
+
+def status(base: str) -> str:
+    """Retained ``online``/``offline`` birth and Last Will."""
+    return f"{base}/status"
+
+
+def telemetry(base: str) -> str:
+    """Batches of readings (and ``dropped`` records)."""
+    return f"{base}/telemetry"
+
+
+def alarm(base: str) -> str:
+    """One message per alarm transition."""
+    return f"{base}/alarm"
+
+
+def split_alarm(alarm_id: str) -> tuple[str, str]:
+    """``"<sensor>/<rule>"`` → ``(sensor, rule)``; anything else is a :class:`TopicError`.
+
+    >>> split_alarm("bed-3/out-of-bed")
+    ('bed-3', 'out-of-bed')
+    """
+    if not isinstance(alarm_id, str) or alarm_id.count("/") != 1:
+        raise TopicError(f"alarm id {alarm_id!r} is not of the form '<sensor>/<rule>'")
+    sensor, rule = alarm_id.split("/")
+    return _check_part("alarm sensor", sensor), _check_part("alarm rule", rule)
+
+
+def alarm_state(base: str, alarm_id: str) -> str:
+    """Retained current state of one alarm: ``alarm/<sensor>/<rule>``."""
+    sensor, rule = split_alarm(alarm_id)
+    return f"{base}/alarm/{sensor}/{rule}"
+
+
+def health(base: str) -> str:
+    """Periodic QoS 0 health facts."""
+    return f"{base}/health"
+
+
+def command(base: str, name: str) -> str:
+    """A command request for this gateway."""
+    return f"{base}/cmd/{_check_part('command name', name)}"
+
+
+def command_filter(base: str) -> str:
+    """The subscription that receives every command for this gateway."""
+    return f"{base}/cmd/+"
+
+
+def command_reply(base: str, name: str) -> str:
+    """Where the result of command ``name`` is published."""
+    return f"{command(base, name)}/reply"
+
+
+def kind_of(base: str, topic: str) -> str | None:
+    """Which payload schema a topic under ``base`` carries, or ``None`` if it is not one of ours.
+
+    The names match the schema files in ``edge/schemas/``: ``status``,
+    ``telemetry``, ``alarm``, ``alarm_state``, ``health``, ``command``,
+    ``command_reply``.
+
+    >>> kind_of("linli/g/gw-1", "linli/g/gw-1/cmd/diag/reply")
+    'command_reply'
+    >>> kind_of("linli/g/gw-1", "linli/g/gw-2/status") is None
+    True
+    """
+    if not topic.startswith(base + "/"):
+        return None
+    levels = topic[len(base) + 1:].split("/")
+    if len(levels) == 1 and levels[0] in ("status", "telemetry", "alarm", "health"):
+        return levels[0]
+    if len(levels) == 3 and levels[0] == "alarm" and all(levels[1:]):
+        return "alarm_state"
+    if len(levels) == 2 and levels[0] == "cmd" and levels[1]:
+        return "command"
+    if len(levels) == 3 and levels[0] == "cmd" and levels[1] and levels[2] == "reply":
+        return "command_reply"
+    return None

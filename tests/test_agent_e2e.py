@@ -1,0 +1,243 @@
+"""The whole spine, end to end: simulated devices -> agent -> real mosquitto -> a subscriber counting seqs."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from edge.agent import Agent
+from edge.config import load_config
+from edge.simulate.modbus_pressure import PressureTransmitterSim
+from edge.simulate.pulse import PulseMeterSim
+from tests.agent_helpers import BASE, config_text, linli
+from tests.mqtt_helpers import wait_until
+from tests.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+def transmitter():
+    with PressureTransmitterSim(unit_id=1, profile=0.35) as sim:
+        yield sim
+
+
+def readings(sub, sensor=None, quality=None):
+    found = []
+    for m in sub.messages("telemetry"):
+        for r in m.payload["records"]:
+            if r.get("kind", "reading") == "reading" and (sensor is None or r["sensor"] == sensor) \
+                    and (quality is None or r["quality"] == quality):
+                found.append(r)
+    return found
+
+
+def assert_no_gap(seqs):
+    """Every seq from 1 to the highest seen arrived (duplicates allowed: at least once)."""
+    assert seqs, "no seq arrived"
+    missing = sorted(set(range(1, max(seqs) + 1)) - set(seqs))
+    assert missing == [], f"seqs missing: {missing[:20]}"
+
+
+def write_config(tmp_path, **kw):
+    path = tmp_path / "edge.toml"
+    path.write_text(config_text(outbox=tmp_path / "outbox.db", **kw))
+    return path
+
+
+def test_readings_flow_from_devices_to_the_broker_and_stop_cleanly(tmp_path, broker, transmitter,
+                                                                    subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    config = load_config(write_config(tmp_path, port=broker.port, serial_port=transmitter.port, gpio=True))
+    agent = Agent(config)
+    agent.start()
+    try:
+        water = agent.workers["gpio"]
+        assert water.bus_open.wait(10), water.bus_error
+        with PulseMeterSim(water.bus.factory, 17, litres_per_pulse=1.0, flow_l_per_min=600.0) as pulses:
+            assert pulses.wait_for_pulses(20, timeout=10)
+            sub.wait_for(lambda _m: any(r["value"] >= 0.015 for r in readings(sub, "flat-302-water")), 15,
+                         "a water volume of at least 15 litres")
+        sub.wait_for(lambda _m: len(readings(sub, "pump-pressure")) >= 5, 15, "five pressure readings")
+    finally:
+        agent.stop(drain_timeout=5)
+    pressures = readings(sub, "pump-pressure")
+    assert all(r["quality"] == "good" and r["unit"] == "MPa" for r in pressures)
+    assert all(abs(r["value"] - 0.35) < 0.002 for r in pressures)
+    assert all({"ts", "synced", "boot", "mono"} <= r.keys() for r in pressures)
+    volumes = [r["value"] for r in readings(sub, "flat-302-water")]
+    assert volumes == sorted(volumes), "a pulse total must never go down"
+    status = sub.wait_for(lambda m: any(x.kind == "status" and x.payload["state"] == "offline" for x in m), 10,
+                          "the offline status")
+    assert [m.payload["state"] for m in status if m.kind == "status"][0] == "online"
+    assert_no_gap(sub.seqs())
+
+
+def test_pulse_total_survives_a_restart(tmp_path, broker, transmitter, subscriber_factory):
+    config = load_config(write_config(tmp_path, port=broker.port, serial_port=transmitter.port, gpio=True))
+    first = Agent(config)
+    first.start()
+    try:
+        water = first.workers["gpio"]
+        assert water.bus_open.wait(10), water.bus_error
+        with PulseMeterSim(water.bus.factory, 17, litres_per_pulse=1.0, flow_l_per_min=1200.0) as pulses:
+            assert pulses.wait_for_pulses(30, timeout=10)
+        emitted = pulses.pulses
+        slot = next(s for s in water.slots if s.sensor_id == "flat-302-water")
+        wait_until(lambda: slot.driver.pulses == emitted, 10, "all pulses counted")
+        reads_before = slot.reads
+        wait_until(lambda: slot.reads >= reads_before + 2, 10, "two more reads of the final total")
+    finally:
+        first.stop(drain_timeout=5)
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    second = Agent(config)
+    second.start()
+    try:
+        sub.wait_for(lambda _m: readings(sub, "flat-302-water"), 10, "a volume after the restart")
+    finally:
+        second.stop(drain_timeout=5)
+    after = readings(sub, "flat-302-water")[0]["value"]
+    assert after == pytest.approx(emitted / 1000.0), "the total restarted from the persisted pulse count"
+
+
+def test_a_silent_transmitter_is_reported_bad_then_good_again(tmp_path, broker, transmitter, subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    agent = Agent(load_config(write_config(tmp_path, port=broker.port, serial_port=transmitter.port)))
+    agent.start()
+    try:
+        sub.wait_for(lambda _m: readings(sub, "pump-pressure", "good"), 10, "a good reading")
+        transmitter.cut_wire()
+        bad = sub.wait_for(lambda _m: readings(sub, "pump-pressure", "bad"), 10, "a bad reading")
+        assert bad
+        record = readings(sub, "pump-pressure", "bad")[0]
+        assert record["value"] is None and record["reason"] == "timeout"
+        transmitter.mend_wire()
+        good_before = len(readings(sub, "pump-pressure", "good"))
+        sub.wait_for(lambda _m: len(readings(sub, "pump-pressure", "good")) > good_before, 15,
+                     "good readings after the wire is mended")
+        assert agent.healthy()
+    finally:
+        agent.stop(drain_timeout=5)
+    assert_no_gap(sub.seqs())
+
+
+def test_a_cut_uplink_loses_nothing(tmp_path, broker, transmitter, subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    with TcpProxy(broker.host, broker.port) as proxy:
+        agent = Agent(load_config(write_config(tmp_path, port=proxy.port, serial_port=transmitter.port)))
+        agent.start()
+        try:
+            for _round in range(3):
+                seen = len(sub.seqs())
+                sub.wait_for(lambda _m: len(sub.seqs()) > seen + 3, 10, "readings flowing")
+                proxy.cut()
+                queued = agent.outbox.stats()["next_seq"]
+                wait_until(lambda: agent.outbox.stats()["next_seq"] > queued + 5, 10,
+                           "readings committed while the uplink is down")
+                proxy.restore()
+            wait_until(lambda: agent.uplink.status()["connected"], 10, "reconnected")
+            high = agent.outbox.stats()["next_seq"] - 1
+            sub.wait_for_seqs(range(1, high + 1), timeout=20)
+        finally:
+            agent.stop(drain_timeout=5)
+    assert_no_gap(sub.seqs())
+
+
+def test_sigkill_mid_stream_loses_no_committed_reading(tmp_path, broker, transmitter, subscriber_factory):
+    """The judge's test: kill -9 the agent repeatedly while it streams; no seq may be missing at the end."""
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    config = write_config(tmp_path, port=broker.port, serial_port=transmitter.port, interval="100ms")
+    for round_ in range(4):
+        proc = linli("--config", str(config), "run", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            seen = max(sub.seqs(), default=0)
+            sub.wait_for(lambda _m: max(sub.seqs(), default=0) > seen + 5 + round_, 20, "new seqs")
+        finally:
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+        assert proc.returncode == -signal.SIGKILL, err.decode()
+    proc = linli("--config", str(config), "run", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        seen = max(sub.seqs())
+        sub.wait_for(lambda _m: max(sub.seqs()) > seen + 5, 20, "seqs after the last restart")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    assert_no_gap(sub.seqs())
+    last = sub.wait_for(lambda m: m and m[-1].kind == "status", 10, "the last message to be a status")[-1]
+    assert last.payload["state"] == "offline"
+
+
+def test_sd_notify_ready_watchdog_status_and_stopping(tmp_path, broker, transmitter):
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(15)
+    config = write_config(tmp_path, port=broker.port, serial_port=transmitter.port)
+    proc = linli("--config", str(config), "run", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                 env={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"})
+    received: list[str] = []
+    try:
+        while not ({"READY=1", "WATCHDOG=1"} <= set(received) and any(r.startswith("STATUS=") for r in received)):
+            received += listener.recv(4096).decode().splitlines()
+        proc.send_signal(signal.SIGTERM)
+        while "STOPPING=1" not in received:
+            received += listener.recv(4096).decode().splitlines()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        listener.close()
+    assert received.index("READY=1") < received.index("WATCHDOG=1")
+    status = next(r for r in received if r.startswith("STATUS="))
+    assert "1 sensors" in status
+    assert proc.returncode == 0
+
+
+def test_sighup_reloads_a_good_config_and_keeps_running_on_a_bad_one(tmp_path, broker, transmitter,
+                                                                      subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    config = write_config(tmp_path, port=broker.port, serial_port=transmitter.port)
+    proc = linli("--config", str(config), "run", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        sub.wait_for(lambda _m: readings(sub, "pump-pressure"), 15, "pressure readings")
+        broken = config.read_text().replace('interval = "200ms"', 'interval = "fast"')
+        config.write_text(broken)
+        proc.send_signal(signal.SIGHUP)
+        count = len(readings(sub, "pump-pressure"))
+        sub.wait_for(lambda _m: len(readings(sub, "pump-pressure")) > count + 3, 15,
+                     "readings still flowing after a bad reload")
+        second = """
+[[sensor]]
+id = "pump-pressure-2"
+driver = "modbus_pressure"
+bus = "rs485-1"
+address = 1
+interval = "300ms"
+"""
+        config.write_text(broken.replace('interval = "fast"', 'interval = "200ms"') + second)
+        proc.send_signal(signal.SIGHUP)
+        sub.wait_for(lambda _m: readings(sub, "pump-pressure-2"), 15, "the sensor added by the reload")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert b"reload refused" in err and b"interval" in err
+    assert_no_gap(sub.seqs())
+
+
+def test_a_bad_config_exits_78_naming_every_problem_without_a_traceback(tmp_path):
+    config = tmp_path / "edge.toml"
+    config.write_text(config_text(port=1883, outbox=tmp_path / "o.db", serial_port="/dev/ttyUSB0")
+                      .replace('interval = "200ms"', 'interval = "fast"').replace('port = 1883', 'port = 0'))
+    proc = linli("--config", str(config), "run", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 78
+    text = err.decode()
+    assert 'sensor[0].interval: expected a duration like "30s" or "5m", got "fast"' in text
+    assert "mqtt.port" in text
+    assert "Traceback" not in text
+    assert not (tmp_path / "o.db").exists(), "nothing may be opened before the config is valid"

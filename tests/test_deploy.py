@@ -1,0 +1,595 @@
+"""deploy/: the installer's dry run, the PKI scripts, and the broker config (TLS + ACL) on a real mosquitto.
+
+The broker tests start mosquitto with a configuration derived from
+``deploy/mosquitto/`` (same file, only the paths, the port and the log moved into
+tmp_path) and certificates made by ``deploy/pki/``. To show that something was
+*not* delivered without sleeping, a denied message is always followed by an
+allowed one from the same client: mosquitto keeps one client's messages in
+order, so once the allowed one arrived, the denied one would have been seen.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+PKI_SCRIPTS = DEPLOY / "pki"
+BROKER_CONF = DEPLOY / "mosquitto" / "linli-broker.conf"
+BROKER_ACL = DEPLOY / "mosquitto" / "acl"
+SHELL_SCRIPTS = [DEPLOY / "install.sh", *sorted(PKI_SCRIPTS.glob("*.sh"))]
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+GRID = "shimen2/xinfukangli/b07"
+CLIENT_IDS = ("gw-0042", "gw-0043", "b07", "dashboard-street", "dashboard-xinfukangli", "operator")
+
+
+def sh(*cmd, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(c) for c in cmd], check=False, capture_output=True, text=True, timeout=60, **kw)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def base(grid: str, gateway: str) -> str:
+    return f"linli/{grid}/{gateway}"
+
+
+# --- scripts --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: p.name)
+def test_script_parses(script):
+    sh("bash", "-n", script)
+
+
+def test_scripts_are_shellcheck_clean():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    sh("shellcheck", "-x", *SHELL_SCRIPTS, cwd=ROOT)
+
+
+# --- systemd unit ---------------------------------------------------------------------------------------
+UNIT = ROOT / "systemd" / "linli-edge.service"
+
+
+def unit_settings(path: Path) -> dict[str, dict[str, list[str]]]:
+    """A unit file as section → key → every value in order (keys like DeviceAllow= repeat)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and current is not None, f"not a unit file line: {raw!r}"
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def test_unit_key_settings():
+    unit = unit_settings(UNIT)
+    svc = unit["Service"]
+    one = {key: values[-1] for key, values in svc.items()}
+    assert one["Type"] == "notify" and one["NotifyAccess"] == "main"
+    assert one["ExecStart"] == "/opt/linli/venv/bin/linli run --config /etc/linli/edge.toml"
+    assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert one["WatchdogSec"] == "60"
+    assert one["Restart"] == "always" and int(one["RestartSec"]) > 0
+    assert unit["Unit"]["StartLimitIntervalSec"] == ["0"]          # retry forever
+    assert int(one["TimeoutStopSec"]) >= 30                          # room for the outbox flush
+    assert one["User"] == "linli" and one["Group"] == "linli"
+    assert set(one["SupplementaryGroups"].split()) == {"dialout", "gpio", "i2c"}
+    assert one["StateDirectory"] == "linli" and one["ConfigurationDirectory"] == "linli"
+    assert (one["ProtectSystem"], one["ProtectHome"], one["PrivateTmp"], one["NoNewPrivileges"]) == \
+        ("strict", "yes", "yes", "yes")
+    assert set(one["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    assert one["DevicePolicy"] == "closed"
+    allowed = {value.split()[0] for value in svc["DeviceAllow"]}
+    assert {"char-ttyUSB", "char-ttyAMA", "char-i2c", "char-gpiochip"} <= allowed
+    # The clock asks adjtimex(2) whether time is synced: it must stay allowed, after the denials.
+    assert svc["SystemCallFilter"][-1] == "adjtimex" and "ProtectClock" not in svc
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_unit_agrees_with_the_config_defaults():
+    from edge.config import DEFAULT_PATH, BufferConfig
+
+    svc = unit_settings(UNIT)["Service"]
+    assert svc["ExecStart"][0].endswith(f"--config {DEFAULT_PATH}")
+    # ProtectSystem=strict: the outbox must live in the StateDirectory, the only writable place.
+    assert BufferConfig().path.startswith(f"/var/lib/{svc['StateDirectory'][0]}/")
+
+
+def _analyzable_unit(tmp_path: Path, text: str) -> Path:
+    # `systemd-analyze verify` insists that ExecStart's program exists; on a dev machine
+    # /opt/linli/venv/bin/linli does not, so only that path points at a stand-in executable.
+    stand_in = tmp_path / "linli"
+    stand_in.write_text("#!/bin/sh\n")
+    stand_in.chmod(0o755)
+    assert "/opt/linli/venv/bin/linli" in text
+    unit = tmp_path / "linli-edge.service"
+    unit.write_text(text.replace("/opt/linli/venv/bin/linli", str(stand_in)))
+    return unit
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed; test_unit_key_settings still checks the unit")
+    good = sh("systemd-analyze", "verify", _analyzable_unit(tmp_path, UNIT.read_text()), check=False)
+    assert good.returncode == 0 and "linli-edge.service" not in good.stderr, good.stderr
+    # The check can fail: a misspelt key is reported.
+    (tmp_path / "bad").mkdir()
+    bad = _analyzable_unit(tmp_path / "bad", UNIT.read_text().replace("UMask=", "UMaks="))
+    assert "Unknown key" in sh("systemd-analyze", "verify", bad, check=False).stderr
+
+
+def test_unit_sandbox_exposure_stays_low(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    result = sh("systemd-analyze", "security", "--offline=true", "--no-pager",
+                _analyzable_unit(tmp_path, UNIT.read_text()), check=False)
+    match = re.search(r"Overall exposure level for linli-edge\.service: ([0-9.]+)", result.stdout)
+    if match is None and "--offline" in result.stderr:
+        pytest.skip("this systemd-analyze has no --offline security review (needs systemd 250+)")
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= 2.5          # 1.9 as shipped; 9.6 with no sandbox at all
+
+
+# --- installer ------------------------------------------------------------------------------------------
+INSTALL_TARGETS = ("/opt/linli", "/etc/linli", "/etc/systemd/system/linli-edge.service", "/usr/local/bin/linli")
+
+
+def _system_state() -> dict:
+    user = subprocess.run(["getent", "passwd", "linli"], check=False, capture_output=True, text=True).stdout
+    return {"paths": {p: os.path.lexists(p) for p in INSTALL_TARGETS}, "user": user}
+
+
+def test_install_dry_run_plans_every_step_and_changes_nothing(tmp_path):
+    before = _system_state()
+    result = sh("bash", DEPLOY / "install.sh", "--dry-run", cwd=tmp_path)
+    out = result.stdout
+    assert _system_state() == before
+    assert "nothing will be changed" in out and out.rstrip().endswith("dry run finished; nothing was changed")
+    planned = [line.split("would run: ", 1)[1] for line in out.splitlines() if "would run: " in line]
+    assert planned, out
+    pip = [c for c in planned if "/opt/linli/venv/bin/pip install" in c]
+    assert len(pip) == 1 and pip[0].endswith(str(ROOT))                  # the source tree by default
+    assert f"install -m 0644 {ROOT}/systemd/linli-edge.service /etc/systemd/system/linli-edge.service" in planned
+    assert any(c.startswith("systemctl enable linli-edge.service") for c in planned)
+    assert "install -d -m 0750 -o root -g linli /etc/linli" in planned
+    if not before["paths"]["/opt/linli"]:
+        assert "python3 -m venv --system-site-packages /opt/linli/venv" in planned
+    if not before["paths"]["/etc/linli"]:
+        assert f"install -m 0640 -o root -g linli {DEPLOY}/edge.toml.example /etc/linli/edge.toml" in planned
+    if not before["user"]:
+        useradd = [c for c in planned if c.startswith("useradd --system")]
+        assert len(useradd) == 1 and useradd[0].endswith(" linli")
+        assert "dialout\\,gpio\\,i2c" in useradd[0]
+
+
+def test_install_dry_run_takes_a_wheel(tmp_path):
+    wheel = tmp_path / "linli_edge-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")                                 # only its path is used in a dry run
+    out = sh("bash", DEPLOY / "install.sh", "--dry-run", "--no-mqtt-clients", wheel).stdout
+    pip = [line for line in out.splitlines() if "venv/bin/pip install" in line]
+    assert len(pip) == 1 and pip[0].endswith(str(wheel))
+    assert "mosquitto-clients" not in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dry-run", "--frobnicate"], 'unknown option "--frobnicate"'),
+    (["--dry-run", "setup.cfg"], "is not a wheel file"),
+    (["--dry-run", "--wheelhouse"], "--wheelhouse needs a directory"),
+])
+def test_install_rejects_bad_arguments(args, message):
+    result = sh("bash", DEPLOY / "install.sh", *args, check=False, cwd=ROOT)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_install_needs_root_unless_dry_run():
+    # The script goes in on stdin and the child starts in /, so an unprivileged user needs no access
+    # to the checkout (a fresh clone may sit in a directory only root can enter).
+    cmd = ["bash", "-s"]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root and setpriv is missing, so there is no way to run as another user")
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    result = sh(*cmd, check=False, cwd="/", input=(DEPLOY / "install.sh").read_text())
+    assert result.returncode == 1 and "run as root" in result.stderr, result.stderr
+
+
+# --- PKI ------------------------------------------------------------------------------------------------
+def make_pki(directory: Path, client_ids=CLIENT_IDS) -> Path:
+    sh(PKI_SCRIPTS / "make-ca.sh", "--pki", directory)
+    sh(PKI_SCRIPTS / "make-server-cert.sh", "--pki", directory, "127.0.0.1", "localhost")
+    for name in client_ids:
+        sh(PKI_SCRIPTS / "make-gateway-cert.sh", "--pki", directory, name)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def community_pki(tmp_path_factory) -> Path:
+    return make_pki(tmp_path_factory.mktemp("pki") / "ca")
+
+
+def test_gateway_certificate_common_name_is_the_gateway_id(community_pki):
+    ca, cert = community_pki / "ca.crt", community_pki / "gateways" / "gw-0042.crt"
+    assert sh("openssl", "x509", "-in", cert, "-noout", "-subject").stdout.strip() == "subject=CN = gw-0042"
+    assert sh("openssl", "x509", "-in", cert, "-noout", "-issuer").stdout.strip() == "issuer=CN = linli community CA"
+    assert sh("openssl", "verify", "-CAfile", ca, "-purpose", "sslclient", cert).returncode == 0
+    # clientAuth only: a stolen gateway certificate cannot pose as the broker
+    assert sh("openssl", "verify", "-CAfile", ca, "-purpose", "sslserver", cert, check=False).returncode != 0
+
+
+def test_server_certificate_names_the_broker(community_pki):
+    ca, cert = community_pki / "ca.crt", community_pki / "servers" / "127.0.0.1.crt"
+    san = sh("openssl", "x509", "-in", cert, "-noout", "-ext", "subjectAltName").stdout
+    assert "IP Address:127.0.0.1" in san and "DNS:localhost" in san
+    assert sh("openssl", "verify", "-CAfile", ca, "-purpose", "sslserver", cert).returncode == 0
+
+
+def test_private_keys_are_private(community_pki):
+    assert (community_pki / "private").stat().st_mode & 0o777 == 0o700
+    for key in ("private/ca.key", "gateways/gw-0042.key", "servers/127.0.0.1.key"):
+        assert (community_pki / key).stat().st_mode & 0o777 == 0o600, key
+
+
+def test_pki_scripts_are_idempotent(community_pki):
+    files = [community_pki / name for name in ("ca.crt", "private/ca.key", "gateways/gw-0042.crt",
+                                               "gateways/gw-0042.key")]
+    before = [f.read_bytes() for f in files]
+    assert "left unchanged" in sh(PKI_SCRIPTS / "make-ca.sh", "--pki", community_pki).stdout
+    assert "left unchanged" in sh(PKI_SCRIPTS / "make-gateway-cert.sh", "--pki", community_pki, "gw-0042").stdout
+    assert [f.read_bytes() for f in files] == before
+
+
+@pytest.mark.parametrize("name, message", [
+    ("alarm", "reserved topic word"),
+    ("cmd", "reserved topic word"),
+    ("GW-0042", "a-z, 0-9 and -"),
+    ("gw/0042", "a-z, 0-9 and -"),
+    ("gw+", "a-z, 0-9 and -"),
+    ("", "usage: make-gateway-cert.sh"),
+])
+def test_gateway_ids_that_would_break_the_acl_are_refused(community_pki, name, message):
+    result = sh(PKI_SCRIPTS / "make-gateway-cert.sh", "--pki", community_pki, name, check=False)
+    assert result.returncode == 1 and message in result.stderr
+    assert not list((community_pki / "gateways").glob(f"{name or 'nothing'}.*"))
+
+
+def test_gateway_certificate_needs_a_ca(tmp_path):
+    result = sh(PKI_SCRIPTS / "make-gateway-cert.sh", "--pki", tmp_path / "none", "gw-1", check=False)
+    assert result.returncode == 1 and "run make-ca.sh" in result.stderr
+
+
+# --- a real mosquitto with the deploy/mosquitto configuration ----------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TlsBroker:
+    """mosquitto with deploy/mosquitto/linli-broker.conf and acl, files moved into ``workdir``."""
+
+    def __init__(self, workdir: Path, pki: Path):
+        if not Path(MOSQUITTO).exists():
+            pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+        self.workdir, self.pki = workdir, pki
+        self.port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(pki / "ca.crt", workdir / "ca.crt")
+        shutil.copy(pki / "crl.pem", workdir / "crl.pem")
+        shutil.copy(pki / "servers" / "127.0.0.1.crt", workdir / "server.crt")
+        shutil.copy(pki / "servers" / "127.0.0.1.key", workdir / "server.key")
+        shutil.copy(BROKER_ACL, workdir / "acl")
+        conf = BROKER_CONF.read_text()
+        assert "/etc/mosquitto/linli/" in conf
+        conf = conf.replace("/etc/mosquitto/linli/", f"{workdir}/")
+        conf, listeners = re.subn(r"^listener 8883$", f"listener {self.port} 127.0.0.1", conf,
+                                  flags=re.MULTILINE)
+        assert listeners == 1
+        self.log = workdir / "mosquitto.log"
+        conf += f"\npersistence false\nlog_dest file {self.log}\nlog_type all\n"
+        if os.geteuid() == 0:
+            conf += "user root\n"      # else mosquitto drops to user "mosquitto", who cannot read tmp_path
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(conf)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mosquitto exited {self.proc.returncode}: {self.proc.stderr.read()!r}\n"
+                                     f"{self.log.read_text() if self.log.exists() else ''}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError("mosquitto did not listen within 10 s")
+
+    def reload(self) -> None:
+        """SIGHUP, then wait until the log says the config was reloaded."""
+        marker = self.log.read_text().count("Reloading config")
+        self.proc.send_signal(1)
+        deadline = time.monotonic() + 10
+        while self.log.read_text().count("Reloading config") == marker:
+            assert time.monotonic() < deadline, "mosquitto did not reload"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            self.proc.stderr.close()
+
+
+class ConnectRefused(Exception):
+    pass
+
+
+class Client:
+    """A paho client holding one certificate of the PKI; events arrive on ``self.events``."""
+
+    def __init__(self, broker: TlsBroker, name: str, *, protocol=mqtt.MQTTv5, pki: Path | None = None,
+                 with_cert: bool = True):
+        pki = pki or broker.pki
+        self.events: queue.Queue = queue.Queue()
+        self.messages: queue.Queue = queue.Queue()
+        self.c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=f"{name}-{uuid.uuid4().hex[:8]}", protocol=protocol)
+        cert = pki / "gateways" / f"{name}.crt"
+        if with_cert:
+            self.c.tls_set(ca_certs=str(broker.pki / "ca.crt"), certfile=str(cert),
+                           keyfile=str(cert.with_suffix(".key")))
+        else:
+            self.c.tls_set(ca_certs=str(broker.pki / "ca.crt"))
+        self.c.on_connect = lambda c, u, f, rc, p: self.events.put(("connect", rc))
+        self.c.on_disconnect = lambda c, u, f, rc, p: self.events.put(("disconnect", rc))
+        self.c.on_publish = lambda c, u, mid, rc, p: self.events.put(("puback", mid, rc))
+        self.c.on_subscribe = lambda c, u, mid, rcs, p: self.events.put(("suback", mid, rcs))
+        self.c.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
+        try:
+            self.c.connect("127.0.0.1", broker.port, keepalive=30)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConnectRefused(repr(exc)) from exc
+        self.c.loop_start()
+        event = self._next_event()
+        if event[0] != "connect" or event[1].is_failure:
+            self.close()
+            raise ConnectRefused(repr(event))
+
+    def _next_event(self):
+        try:
+            return self.events.get(timeout=10)
+        except queue.Empty:
+            raise AssertionError("no answer from the broker within 10 s") from None
+
+    def publish(self, topic: str, payload: bytes = b"{}") -> str:
+        """QoS 1 publish; ``"accepted"`` or the PUBACK's failure reason (``"Not authorized"``).
+
+        MQTT 5 success codes include "No matching subscribers", which is still accepted.
+        """
+        info = self.c.publish(topic, payload, qos=1)
+        event = self._next_event()
+        assert event[0] == "puback" and event[1] == info.mid, event
+        return event[2].getName() if event[2].is_failure else "accepted"
+
+    def subscribe(self, topic_filter: str) -> None:
+        self.c.subscribe(topic_filter, qos=1)
+        event = self._next_event()
+        assert event[0] == "suback" and not event[2][0].is_failure, event
+
+    def next_message(self) -> tuple[str, bytes]:
+        try:
+            return self.messages.get(timeout=10)
+        except queue.Empty:
+            raise AssertionError("expected a message within 10 s") from None
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.fixture(scope="module")
+def tls_broker(community_pki, tmp_path_factory):
+    broker = TlsBroker(tmp_path_factory.mktemp("broker"), community_pki)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def clients(tls_broker):
+    made: list[Client] = []
+
+    def connect(name: str, **kw) -> Client:
+        client = Client(tls_broker, name, **kw)
+        made.append(client)
+        return client
+
+    yield connect
+    for client in made:
+        client.close()
+
+
+def unique_grid() -> str:
+    """A grid path of this test's own, so tests sharing the broker never see each other's messages."""
+    return f"s{uuid.uuid4().hex[:8]}/xinfukangli/b07"
+
+
+def test_gateway_publishes_under_its_own_id_and_nowhere_else(clients):
+    grid = unique_grid()
+    dashboard = clients("dashboard-street")
+    dashboard.subscribe("linli/#")
+    gateway = clients("gw-0042")
+    assert gateway.publish(f"{base(grid, 'gw-0043')}/telemetry", b"forged") == "Not authorized"
+    assert gateway.publish(f"{base(grid, 'gw-0042')}/telemetry", b"real") == "accepted"
+    assert dashboard.next_message() == (f"{base(grid, 'gw-0042')}/telemetry", b"real")
+
+
+@pytest.mark.parametrize("depth", range(1, 7))
+def test_every_gateway_topic_is_writable_at_every_grid_depth(clients, depth):
+    grid = "/".join(f"d{i}x{uuid.uuid4().hex[:6]}" for i in range(depth))
+    dashboard = clients("dashboard-street")
+    dashboard.subscribe("linli/#")
+    gateway = clients("gw-0042")
+    own = base(grid, "gw-0042")
+    topics = [f"{own}/{suffix}" for suffix in
+              ("status", "telemetry", "alarm", "alarm/pump-pressure/low", "health", "cmd/read-now/reply")]
+    for topic in topics:
+        assert gateway.publish(topic) == "accepted", topic
+    for topic in topics:
+        assert dashboard.next_message()[0] == topic
+    # Only the documented topics: no free-form subtree under the gateway's id.
+    assert gateway.publish(f"{own}/debug") == "Not authorized"
+    assert gateway.publish(f"{own}/alarm/a/b/c") == "Not authorized"
+    assert gateway.publish(f"{own}/cmd/read-now") == "Not authorized"   # commands come from the operator
+
+
+def test_seven_level_grid_paths_are_not_covered(clients):
+    grid = "/".join(f"l{i}" for i in range(7))
+    assert clients("gw-0042").publish(f"{base(grid, 'gw-0042')}/telemetry") == "Not authorized"
+
+
+def test_gateway_named_like_a_grid_level_cannot_reach_into_another_gateway(clients):
+    # With "pattern write linli/+/+/%u/#" the gateway "b07" could write here; exact suffixes prevent it.
+    intruder = clients("b07")
+    assert intruder.publish(f"linli/{GRID}/gw-0042/alarm") == "Not authorized"
+    assert intruder.publish(f"linli/{GRID}/gw-0042/alarm/bed-3/out-of-bed") == "Not authorized"
+    assert intruder.publish(f"linli/{GRID}/gw-0042/telemetry") == "Not authorized"
+    assert intruder.publish(f"linli/{GRID}/b07/health") == "accepted"    # its own topics still work
+
+
+def test_mqtt311_denied_publish_is_acknowledged_and_dropped(clients):
+    # Why the ACL must cover every grid depth: MQTT 3.1.1 has no way to say "not authorised".
+    grid = unique_grid()
+    dashboard = clients("dashboard-street")
+    dashboard.subscribe("linli/#")
+    gateway = clients("gw-0043", protocol=mqtt.MQTTv311)
+    assert gateway.publish(f"{base(grid, 'gw-0042')}/telemetry", b"forged") == "accepted"
+    assert gateway.publish(f"{base(grid, 'gw-0043')}/telemetry", b"real") == "accepted"
+    assert dashboard.next_message() == (f"{base(grid, 'gw-0043')}/telemetry", b"real")
+
+
+def test_district_dashboard_reads_only_its_district(clients):
+    dashboard = clients("dashboard-xinfukangli")
+    dashboard.subscribe("linli/#")
+    gateway = clients("gw-0042")
+    assert gateway.publish(f"{base('shimen2/other-district/b01', 'gw-0042')}/alarm", b"elsewhere") == "accepted"
+    assert gateway.publish(f"{base('shimen2/xinfukangli/b07', 'gw-0042')}/alarm", b"here") == "accepted"
+    assert dashboard.next_message() == (f"{base('shimen2/xinfukangli/b07', 'gw-0042')}/alarm", b"here")
+    assert dashboard.publish(f"{base('shimen2/xinfukangli/b07', 'gw-0042')}/alarm") == "Not authorized"
+
+
+def test_commands_reach_only_their_gateway_and_only_the_operator_sends_them(clients):
+    grid = unique_grid()
+    target, bystander = clients("gw-0042"), clients("gw-0043")
+    target.subscribe(f"{base(grid, 'gw-0042')}/cmd/+")
+    bystander.subscribe("linli/#")                           # granted, but reads only its own commands
+    operator = clients("operator")
+    assert operator.publish(f"{base(grid, 'gw-0042')}/cmd/read-now", b"for 0042") == "accepted"
+    assert operator.publish(f"{base(grid, 'gw-0043')}/cmd/diag", b"for 0043") == "accepted"
+    assert target.next_message() == (f"{base(grid, 'gw-0042')}/cmd/read-now", b"for 0042")
+    assert bystander.next_message() == (f"{base(grid, 'gw-0043')}/cmd/diag", b"for 0043")
+    assert target.publish(f"{base(grid, 'gw-0042')}/cmd/read-now/reply") == "accepted"
+    assert operator.publish(f"{base(grid, 'gw-0042')}/telemetry") == "Not authorized"
+    assert clients("gw-0043").publish(f"{base(grid, 'gw-0042')}/cmd/read-now") == "Not authorized"
+
+
+def test_clients_without_a_community_certificate_are_refused(tls_broker, tmp_path):
+    with pytest.raises(ConnectRefused):
+        Client(tls_broker, "gw-0042", with_cert=False)
+    stranger = make_pki(tmp_path / "other-ca", client_ids=("gw-0042",))
+    with pytest.raises(ConnectRefused):
+        Client(tls_broker, "gw-0042", pki=stranger)
+
+
+def test_revoked_certificate_is_refused_after_a_reload(tmp_path):
+    pki = make_pki(tmp_path / "ca", client_ids=("gw-0042", "gw-0043"))
+    broker = TlsBroker(tmp_path / "broker", pki)
+    broker.start()
+    try:
+        Client(broker, "gw-0043").close()
+        kept = {suffix: (pki / "gateways" / f"gw-0043.{suffix}").read_bytes() for suffix in ("crt", "key")}
+        out = sh(PKI_SCRIPTS / "revoke-cert.sh", "--pki", pki, "gw-0043").stdout
+        assert "revoked gw-0043" in out
+        assert not (pki / "gateways" / "gw-0043.crt").exists()          # a new one may now be issued
+        assert len(list((pki / "gateways").glob("gw-0043.crt.revoked-*"))) == 1
+        # The thief still holds the old files; the broker gets the new CRL and a SIGHUP.
+        thief = tmp_path / "thief"
+        (thief / "gateways").mkdir(parents=True)
+        for suffix, data in kept.items():
+            (thief / "gateways" / f"gw-0043.{suffix}").write_bytes(data)
+        shutil.copy(pki / "crl.pem", broker.workdir / "crl.pem")
+        broker.reload()
+        with pytest.raises(ConnectRefused):
+            Client(broker, "gw-0043", pki=thief)
+        Client(broker, "gw-0042").close()                                 # everyone else unaffected
+        sh(PKI_SCRIPTS / "make-gateway-cert.sh", "--pki", pki, "gw-0043")  # the replacement gateway
+        Client(broker, "gw-0043").close()
+    finally:
+        broker.stop()
+
+
+def test_the_agent_uplink_delivers_through_this_broker(tls_broker, community_pki, tmp_path):
+    """The real uplink, configured as edge.toml.example says (TLS, client certificate, MQTT 5), with this
+    package's clock and health facts: every topic it uses passes the ACL and every record is acknowledged."""
+    from buffer.outbox import Priority
+    from edge.clock import Clock
+    from edge.config import Config, GatewayConfig, MqttConfig
+    from edge.health import gather
+    from edge.uplink import Uplink
+    from tests.mqtt_helpers import OutboxWriter, Subscriber, alarm, reading, wait_until
+
+    grid = unique_grid()
+    gw = community_pki / "gateways"
+    tls = {"ca_file": str(community_pki / "ca.crt")}
+    config = Config(GatewayConfig(id="gw-0042", grid=grid), MqttConfig(
+        host="127.0.0.1", port=tls_broker.port, protocol="5", tls=True, cert_file=str(gw / "gw-0042.crt"),
+        key_file=str(gw / "gw-0042.key"), reconnect_min=0.05, reconnect_max=0.3, keepalive=5.0,
+        health_interval=0.2, **tls))
+    dashboard = Subscriber("127.0.0.1", tls_broker.port, f"linli/{grid}/gw-0042/#", protocol="5",
+                           tls={**tls, "cert_file": str(gw / "dashboard-street.crt"),
+                                "key_file": str(gw / "dashboard-street.key")})
+    writer = OutboxWriter(tmp_path / "outbox.db")
+    clock, started = Clock(), time.monotonic()
+    uplink = Uplink(config, writer.outbox, writer.on_acked, version="0.1.0", boot_id=clock.boot_id,
+                    correct=clock.correct,
+                    health=lambda: gather(writer.outbox.stats(), clock, started, {}, outbox_path=tmp_path / "outbox.db"))
+    try:
+        seqs = writer.add([(reading(i), Priority.TELEMETRY) for i in range(200)]
+                          + [(alarm("pump-pressure", "low"), Priority.ALARM)])
+        uplink.start()
+        dashboard.wait_for_seqs(seqs)
+        wait_until(lambda: sorted(writer.acked) == seqs, 10, "every seq acknowledged")
+        messages = dashboard.wait_for(lambda ms: {"status", "health", "alarm_state"} <= {m.kind for m in ms},
+                                      what="status, health and the retained alarm state")
+        health_body = next(m.payload for m in messages if m.kind == "health")
+        assert health_body["rss_kb"] > 0 and health_body["disk_free_bytes"] > 0
+        assert uplink.status()["last_error"] is None
+    finally:
+        uplink.stop(2)
+        writer.close()
+        dashboard.close()
+    assert uplink.error is None
