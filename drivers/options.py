@@ -116,9 +116,11 @@ def validate_options(spec: dict[str, Option], raw: dict[str, Any]) -> tuple[dict
         if err is None and opt.choices and value not in opt.choices:
             err = "expected one of " + ", ".join(_show(c) for c in opt.choices) + f", got {_show(value)}"
         if err is None and opt.min is not None and value < opt.min:
-            err = f"must be at least {opt.min:g}, got {raw[key]!r}" if opt.kind != "duration" else f"must be at least {opt.min:g}s, got {_show(raw[key])}"
+            err = (f"must be at least {opt.min:g}, got {raw[key]!r}" if opt.kind != "duration"
+                   else f"must be at least {opt.min:g}s, got {_show(raw[key])}")
         if err is None and opt.max is not None and value > opt.max:
-            err = f"must be at most {opt.max:g}, got {raw[key]!r}" if opt.kind != "duration" else f"must be at most {opt.max:g}s, got {_show(raw[key])}"
+            err = (f"must be at most {opt.max:g}, got {raw[key]!r}" if opt.kind != "duration"
+                   else f"must be at most {opt.max:g}s, got {_show(raw[key])}")
         if err is None and opt.check is not None:
             err = opt.check(value)
         if err is not None:

@@ -102,7 +102,8 @@ class Config:
     buffer: BufferConfig = BufferConfig()
     buses: tuple[BusConfig, ...] = ()
     sensors: tuple[SensorConfig, ...] = ()
-    source: str | None = None             # the file it was loaded from; relative paths in it are resolved against its folder
+    # the file it was loaded from; relative paths in it are resolved against its folder
+    source: str | None = None
 
     @property
     def base_topic(self) -> str:

@@ -122,7 +122,8 @@ class StreamViewer:
             return [_paint(text, "31;1")]
         if suffix == "status":
             note = _(" (retained)") if retained else ""
-            return [_paint(f"{_clock()}  {'status':<10} {body.get('state')}{note}  version {body.get('version')}", "36")]
+            return [_paint(f"{_clock()}  {'status':<10} {body.get('state')}{note}  version {body.get('version')}",
+                           "36")]
         if suffix == "health":
             outbox = body.get("outbox", {})
             return [_paint(f"{_clock()}  {'health':<10} outbox {outbox.get('depth')} records, "

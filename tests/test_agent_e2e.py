@@ -101,25 +101,38 @@ def test_pulse_total_survives_a_restart(tmp_path, broker, transmitter, subscribe
     assert after == pytest.approx(emitted / 1000.0), "the total restarted from the persisted pulse count"
 
 
-def test_a_silent_transmitter_is_reported_bad_then_good_again(tmp_path, broker, transmitter, subscriber_factory):
-    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+def assert_bad_while_broken_then_good(tmp_path, broker, transmitter, sub, *, break_it, mend_it, reason):
+    """Run the agent, break the device, expect ``bad`` readings with ``reason``, mend it, expect good ones."""
     agent = Agent(load_config(write_config(tmp_path, port=broker.port, serial_port=transmitter.port)))
     agent.start()
     try:
         sub.wait_for(lambda _m: readings(sub, "pump-pressure", "good"), 10, "a good reading")
-        transmitter.cut_wire()
-        bad = sub.wait_for(lambda _m: readings(sub, "pump-pressure", "bad"), 10, "a bad reading")
-        assert bad
-        record = readings(sub, "pump-pressure", "bad")[0]
-        assert record["value"] is None and record["reason"] == "timeout"
-        transmitter.mend_wire()
+        break_it()
+        sub.wait_for(lambda _m: any(r["reason"] == reason for r in readings(sub, "pump-pressure", "bad")),
+                     10, f"a bad reading with reason {reason}")
+        bad = next(r for r in readings(sub, "pump-pressure", "bad") if r["reason"] == reason)
+        assert bad["value"] is None and bad["error"]
+        mend_it()
         good_before = len(readings(sub, "pump-pressure", "good"))
-        sub.wait_for(lambda _m: len(readings(sub, "pump-pressure", "good")) > good_before, 15,
-                     "good readings after the wire is mended")
+        sub.wait_for(lambda _m: len(readings(sub, "pump-pressure", "good")) > good_before, 20,
+                     "good readings once the device is back")
         assert agent.healthy()
     finally:
         agent.stop(drain_timeout=5)
     assert_no_gap(sub.seqs())
+
+
+def test_a_silent_transmitter_is_reported_bad_then_good_again(tmp_path, broker, transmitter, subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    assert_bad_while_broken_then_good(tmp_path, broker, transmitter, sub, reason="timeout",
+                                      break_it=transmitter.cut_wire, mend_it=transmitter.mend_wire)
+
+
+def test_a_pulled_usb_adapter_is_reported_and_reopened_when_it_is_back(tmp_path, broker, transmitter,
+                                                                        subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    assert_bad_while_broken_then_good(tmp_path, broker, transmitter, sub, reason="transport",
+                                      break_it=transmitter.unplug, mend_it=transmitter.plug_in)
 
 
 def test_a_cut_uplink_loses_nothing(tmp_path, broker, transmitter, subscriber_factory):
@@ -130,10 +143,10 @@ def test_a_cut_uplink_loses_nothing(tmp_path, broker, transmitter, subscriber_fa
         try:
             for _round in range(3):
                 seen = len(sub.seqs())
-                sub.wait_for(lambda _m: len(sub.seqs()) > seen + 3, 10, "readings flowing")
+                sub.wait_for(lambda _m, seen=seen: len(sub.seqs()) > seen + 3, 10, "readings flowing")
                 proxy.cut()
                 queued = agent.outbox.stats()["next_seq"]
-                wait_until(lambda: agent.outbox.stats()["next_seq"] > queued + 5, 10,
+                wait_until(lambda queued=queued: agent.outbox.stats()["next_seq"] > queued + 5, 10,
                            "readings committed while the uplink is down")
                 proxy.restore()
             wait_until(lambda: agent.uplink.status()["connected"], 10, "reconnected")
@@ -152,7 +165,8 @@ def test_sigkill_mid_stream_loses_no_committed_reading(tmp_path, broker, transmi
         proc = linli("--config", str(config), "run", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             seen = max(sub.seqs(), default=0)
-            sub.wait_for(lambda _m: max(sub.seqs(), default=0) > seen + 5 + round_, 20, "new seqs")
+            sub.wait_for(lambda _m, seen=seen, round_=round_: max(sub.seqs(), default=0) > seen + 5 + round_, 20,
+                         "new seqs")
         finally:
             proc.kill()
             _, err = proc.communicate(timeout=10)

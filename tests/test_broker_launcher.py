@@ -9,7 +9,12 @@ import subprocess
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.simulate.broker import BrokerStartError, LocalBroker, TlsListener, accepts_connections
+from edge.simulate.broker import (
+    BrokerStartError,
+    LocalBroker,
+    TlsListener,
+    accepts_connections,
+)
 
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
 

@@ -173,7 +173,9 @@ def test_offset_is_taken_at_the_first_sync_and_kept():
 def test_sync_answer_is_cached_for_about_a_second():
     os_ = FakeOs(wall=0, mono=10_000)
     c = os_.clock()
-    c.stamp(); c.stamp(); c.synced()
+    c.stamp()
+    c.stamp()
+    c.synced()
     assert os_.probes == 1
     os_.synced = True
     os_.mono += 999

@@ -270,9 +270,8 @@ def test_partial_body_is_a_timeout(pty):
 def test_unknown_function_in_header_is_a_frame_error(pty):
     peer = Peer(pty, [bytes.fromhex("01 63 00 00 00")])
     peer.start()
-    with open_bus(pty.path, timeout="1s") as bus:
-        with pytest.raises(FrameError) as err:
-            transact(bus, read_registers_request(1, 2, 3), unit=1)
+    with open_bus(pty.path, timeout="1s") as bus, pytest.raises(FrameError) as err:
+        transact(bus, read_registers_request(1, 2, 3), unit=1)
     assert str(err.value) == "answer from unit 1 has unexpected function code 99"
     assert err.value.offset == 1
 

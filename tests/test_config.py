@@ -11,12 +11,12 @@ import pytest
 
 from edge import i18n
 from edge.config import (
+    MQTT_OPTIONS,
+    SECTIONS,
     BufferConfig,
     Config,
     GatewayConfig,
-    MQTT_OPTIONS,
     MqttConfig,
-    SECTIONS,
     load_config,
     validate,
 )
@@ -162,7 +162,8 @@ CASES = [
     ("buffer path is a folder", GATEWAY + '[buffer]\npath = "{dir}"\n',
      ['buffer.path: expected a file, "{dir}" is a directory']),
     ("buffer path empty", GATEWAY + '[buffer]\npath = ""\n', ["buffer.path: must not be empty"]),
-    ("buffer unknown key", GATEWAY + "[buffer]\nmax_mib = 64\n", ['buffer.max_mib: unknown key; did you mean "max_mb"?']),
+    ("buffer unknown key", GATEWAY + "[buffer]\nmax_mib = 64\n",
+     ['buffer.max_mib: unknown key; did you mean "max_mb"?']),
     # [[bus]] (kinds that do not exist, so no bus class is involved)
     ("bus kind typo", GATEWAY + '[[bus]]\nname = "rs485-1"\nkind = "seral"\n',
      ['bus[0].kind: unknown bus kind "seral"; did you mean "serial"?']),

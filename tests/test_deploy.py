@@ -576,7 +576,8 @@ def test_the_agent_uplink_delivers_through_this_broker(tls_broker, community_pki
     clock, started = Clock(), time.monotonic()
     uplink = Uplink(config, writer.outbox, writer.on_acked, version="0.1.0", boot_id=clock.boot_id,
                     correct=clock.correct,
-                    health=lambda: gather(writer.outbox.stats(), clock, started, {}, outbox_path=tmp_path / "outbox.db"))
+                    health=lambda: gather(writer.outbox.stats(), clock, started, {},
+                                          outbox_path=tmp_path / "outbox.db"))
     try:
         seqs = writer.add([(reading(i), Priority.TELEMETRY) for i in range(200)]
                           + [(alarm("pump-pressure", "low"), Priority.ALARM)])

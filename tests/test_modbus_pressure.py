@@ -185,9 +185,8 @@ def test_input_registers(sim, bus):
 
 def test_unknown_unit_code_is_a_device_fault(sim, bus):
     sim.set_display(12, 3)
-    with transmitter(bus) as driver:
-        with pytest.raises(DeviceFault) as err:
-            driver.read()
+    with transmitter(bus) as driver, pytest.raises(DeviceFault) as err:
+        driver.read()
     assert str(err.value).startswith("device 1 reports unknown pressure unit code 12 in register 0x0002 (known: 0 MPa")
     assert err.value.reason == "device_fault"
 
@@ -201,9 +200,8 @@ def test_impossible_decimals_are_a_device_fault(sim, bus):
 
 def test_exception_response_is_a_device_fault(sim, bus):
     sim.fail_with(2)
-    with transmitter(bus) as driver:
-        with pytest.raises(DeviceFault) as err:
-            driver.read()
+    with transmitter(bus) as driver, pytest.raises(DeviceFault) as err:
+        driver.read()
     assert str(err.value) == "device 1 answered Modbus exception 2 (illegal data address) for registers 0x0002–0x0004"
     assert len(sim.requests) == 1  # a definite answer is not retried
 

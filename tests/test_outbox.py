@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import queue
 import random
 import sqlite3
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from buffer.outbox import Outbox, OutboxError, OutboxRecordError, Priority, Row
+from tests.outbox_helpers import raw_rows
 
 T0 = 1_764_201_600_000  # epoch ms used as the base of every record's ts
 
@@ -39,14 +39,6 @@ def alarm(i: int) -> dict:
             "value": 0.08, "limit": 0.1, "ts": T0 + i * 1000, "synced": True, "message": f"pressure low #{i}"}
 
 
-def raw_rows(path: Path) -> dict[int, tuple[int, dict]]:
-    """{seq: (priority, body)} straight from the file, through a connection of the test's own."""
-    conn = sqlite3.connect(path)
-    try:
-        return {seq: (prio, json.loads(body))
-                for seq, prio, body in conn.execute("SELECT seq, priority, body FROM outbox")}
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -327,7 +319,7 @@ def test_over_the_bound_the_oldest_telemetry_goes_first_alarms_stay_and_the_loss
             for record in batch:
                 box.add(record, Priority.TELEMETRY)
             seqs = box.commit()  # the batch's seqs in order, then any dropped record's
-            ts_of.update((seq, record["ts"]) for seq, record in zip(seqs, batch))
+            ts_of.update((seq, record["ts"]) for seq, record in zip(seqs, batch, strict=False))
             assert box.stats()["bytes_used"] <= max_bytes
             alarms.append(alarm(n))
             box.add(alarms[-1], Priority.ALARM)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import random
@@ -17,6 +16,7 @@ import pytest
 
 from buffer import store
 from buffer.outbox import Outbox, Priority
+from tests.outbox_helpers import raw_rows
 
 T0 = 1_764_201_600_000
 WALL = 1_795_756_500_000  # 2026-11-27T05:15:00Z
@@ -42,13 +42,6 @@ def note(i: int) -> dict:
     return {"kind": "note", "n": i, "pad": PAD}
 
 
-def raw_rows(path: Path) -> dict[int, tuple[int, dict]]:
-    conn = sqlite3.connect(path)
-    try:
-        return {seq: (prio, json.loads(body))
-                for seq, prio, body in conn.execute("SELECT seq, priority, body FROM outbox")}
-    finally:
-        conn.close()
 
 
 def pragma(path: Path, name: str):
@@ -241,7 +234,7 @@ def test_a_full_disk_drops_the_oldest_committed_telemetry_and_says_so(tmp_path):
             box.add(record, Priority.TELEMETRY)
         seqs = box.commit()
         assert box.stats()["pending"] == 0  # room was made within the same commit
-        ts_of.update((seq, record["ts"]) for seq, record in zip(seqs[-50:], batch))
+        ts_of.update((seq, record["ts"]) for seq, record in zip(seqs[-50:], batch, strict=True))
         assert n < 20_000, "the page limit never filled the file"
     assert box.disk_full is False
     stats = box.stats()

@@ -211,9 +211,8 @@ def test_read_before_open(bus):
 
 
 def test_pin_taken_by_another_sensor(bus):
-    with meter(bus, sensor_id="a"):
-        with pytest.raises(TransportError) as err:
-            meter(bus, sensor_id="b").open()
+    with meter(bus, sensor_id="a"), pytest.raises(TransportError) as err:
+        meter(bus, sensor_id="b").open()
     assert str(err.value).startswith("GPIO17 cannot be used for sensor b: ")
 
 

@@ -160,12 +160,12 @@ def test_i2c_injected_bus_is_used_and_left_to_its_owner():
     model = RegisterModel()
     bus = I2cBus("i2c", {}, smbus=model)
     with pytest.raises(TransportError, match="I2C bus /dev/i2c-1 is not open"):
-        bus.smbus
+        _ = bus.smbus
     with bus:
         assert bus.smbus.read_byte_data(0x48, 0x01) == 0x85
     assert not model.closed
     with pytest.raises(TransportError):
-        bus.smbus
+        _ = bus.smbus
     bus.close()
 
 

@@ -115,9 +115,8 @@ def test_missing_port(tmp_path):
 
 
 def test_second_open_of_the_same_port_is_refused(pty):
-    with make_bus(pty.path):
-        with pytest.raises(TransportError) as err:
-            make_bus(pty.path).open()
+    with make_bus(pty.path), pytest.raises(TransportError) as err:
+        make_bus(pty.path).open()
     assert str(err.value) == (
         f"serial port {pty.path} is in use by another process — `fuser {pty.path}` shows which")
 

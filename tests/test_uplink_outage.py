@@ -9,7 +9,14 @@ import pytest
 
 from buffer.outbox import Priority
 from edge import topics
-from tests.mqtt_helpers import GATEWAY, Subscriber, alarm, reading, uplink_config, wait_until
+from tests.mqtt_helpers import (
+    GATEWAY,
+    Subscriber,
+    alarm,
+    reading,
+    uplink_config,
+    wait_until,
+)
 from tests.tcp_proxy import TcpProxy
 
 PROTOCOLS = ["3.1.1", "5"]

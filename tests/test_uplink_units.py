@@ -152,7 +152,7 @@ def test_backoff_grows_to_the_cap_with_jitter_and_resets():
     backoff = Backoff(0.5, 8.0, rng=random.Random(1).random)
     delays = [backoff.next() for _ in range(12)]
     ceilings = [min(8.0, 0.5 * 2 ** i) for i in range(12)]
-    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings))
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     assert max(delays) <= 8.0 and delays[-1] >= 4.0
     assert len({round(d, 6) for d in delays[6:]}) > 1          # jitter: capped delays still differ
     backoff.reset()

@@ -141,7 +141,7 @@ class ModbusPressure(Driver):
     def read(self) -> list[Measurement]:
         values: dict[int, int] = {}
         for start, count in self._runs:
-            values.update(zip(range(start, start + count), self._read_run(start, count)))
+            values.update(zip(range(start, start + count), self._read_run(start, count), strict=True))
         raw = _signed16(values[self.registers["value_register"]])
         decimals = self._decimals(values)
         unit_code = self._unit_code(values)

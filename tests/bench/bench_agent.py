@@ -22,14 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from edge.simulate.broker import LocalBroker  # noqa: E402
-from edge.simulate.modbus_pressure import PressureTransmitterSim  # noqa: E402
-from tests.agent_helpers import BASE, config_text, linli  # noqa: E402
-from tests.mqtt_helpers import Subscriber  # noqa: E402
-from tests.tcp_proxy import TcpProxy  # noqa: E402
+from edge.simulate.broker import LocalBroker
+from edge.simulate.modbus_pressure import PressureTransmitterSim
+from tests.agent_helpers import BASE, config_text, linli
+from tests.mqtt_helpers import Subscriber
+from tests.tcp_proxy import TcpProxy
 
 
 def proc_facts(pid: int) -> dict[str, float]:

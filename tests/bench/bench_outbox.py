@@ -113,7 +113,7 @@ def median_of(repeat: int, run):
     results = [run() for _ in range(repeat)]
     if isinstance(results[0], dict):
         return {key: statistics.median(r[key] for r in results) for key in results[0]}
-    return tuple(statistics.median(column) for column in zip(*results))
+    return tuple(statistics.median(column) for column in zip(*results, strict=True))
 
 
 def main() -> None:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from buffer.outbox import Priority  # noqa: E402
-from edge.simulate.broker import LocalBroker  # noqa: E402
-from edge.uplink import Uplink  # noqa: E402
-from tests.mqtt_helpers import BOOT, OutboxWriter, reading, uplink_config  # noqa: E402
+from buffer.outbox import Priority
+from edge.simulate.broker import LocalBroker
+from edge.uplink import Uplink
+from tests.mqtt_helpers import BOOT, OutboxWriter, reading, uplink_config
 
 SETTINGS = [
     # (label, protocol, batch_max_records, batch_max_bytes, inflight)
