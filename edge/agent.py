@@ -17,6 +17,7 @@ from buffer.outbox import Outbox
 from drivers.registry import bus_class, driver_class
 from edge import __version__
 from edge.clock import Clock
+from edge.commands import Commands
 from edge.config import Config, load_config
 from edge.core import Core, Rules
 from edge.errors import ConfigError
@@ -88,7 +89,8 @@ class Agent:
             self.workers[bus_cfg.name] = worker
             worker.start()
         self.uplink = Uplink(cfg, self.outbox, self.core.submit_acked, health=self.health,
-                             version=__version__, boot_id=self.clock.boot_id, correct=self.clock.correct)
+                             version=__version__, boot_id=self.clock.boot_id, correct=self.clock.correct,
+                             commands=Commands(cfg.gateway.id, self.command_handlers()))
         self.uplink.start()
 
     def _stop_workers(self, drain_timeout: float) -> None:
@@ -121,6 +123,13 @@ class Agent:
             self.outbox.close()
             self._open_outbox()
         self._start_workers()
+
+    def command_handlers(self) -> dict[str, Any]:
+        """What the central side may ask of this gateway over ``cmd/<name>``."""
+        return {
+            "ping": lambda _args: {"pong": True, "version": __version__, "boot": self.clock.boot_id},
+            "health": lambda _args: self.health(),
+        }
 
     # --- state ------------------------------------------------------------------------------------
     def heartbeats(self) -> dict[str, float]:

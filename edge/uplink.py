@@ -66,6 +66,7 @@ import paho.mqtt.client as mqtt
 
 from edge import payloads, topics
 from edge.config import Config
+from edge.commands import Commands
 from edge.i18n import _
 from edge.uplink_client import (
     CONNECT_TIMEOUT,
@@ -149,6 +150,8 @@ class Uplink(threading.Thread):
     ``version``     the agent's version, in the ``status`` messages;
     ``boot_id``     this boot's id, in ``status`` and telemetry batches;
     ``correct``     fixes a record's ``ts`` once the clock is synced (``Clock.correct``); identity by default.
+    ``commands``    answers requests on ``cmd/<name>`` (:class:`edge.commands.Commands`); ``None``
+                    subscribes to nothing.
 
     ``start()`` runs the thread; ``stop(drain_timeout)`` delivers what it can, says ``offline`` and ends it.
     ``heartbeat`` is the ``time.monotonic()`` of the thread's last loop iteration.
@@ -156,7 +159,8 @@ class Uplink(threading.Thread):
 
     def __init__(self, config: Config, outbox: OutboxReader, on_acked: Callable[[list[int]], None], *,
                  health: Callable[[], dict[str, Any]] | None = None, version: str, boot_id: str,
-                 correct: Callable[[dict[str, Any]], dict[str, Any]] = _unchanged):
+                 correct: Callable[[dict[str, Any]], dict[str, Any]] = _unchanged,
+                 commands: Commands | None = None):
         super().__init__(name="linli-uplink", daemon=True)
         self.config = config
         self.mqtt = config.mqtt
@@ -168,6 +172,7 @@ class Uplink(threading.Thread):
         self.health = health
         self.version = version
         self.boot_id = boot_id
+        self.commands = commands
         self.heartbeat = time.monotonic()
         self.error: BaseException | None = None
 
@@ -263,7 +268,7 @@ class Uplink(threading.Thread):
         try:
             client = make_client(self.mqtt, self.client_id, will, {
                 "on_connect": self._on_connect, "on_disconnect": self._on_disconnect,
-                "on_publish": self._on_publish})
+                "on_publish": self._on_publish, "on_message": self._on_message})
         except UplinkSetupError as exc:
             self._attempt_failed(str(exc))
             return False
@@ -333,6 +338,8 @@ class Uplink(threading.Thread):
                  self.mqtt.host, self.mqtt.port, self.client_id, self.mqtt.protocol,
                  ", TLS" if self.mqtt.tls else "", self._window)
         self._publish_unit(single(topics.status(self.base), self._status_payload("online"), retain=True))
+        if self.commands is not None:
+            self._client.subscribe(topics.command_filter(self.base), qos=1)
 
     def _make_batcher(self, max_packet: int | None) -> payloads.TelemetryBatcher:
         limit = self.mqtt.batch_max_bytes
@@ -354,6 +361,9 @@ class Uplink(threading.Thread):
 
     def _on_publish(self, client, userdata, mid, reason, properties) -> None:
         self._events.append(("puback", mid, reason))
+
+    def _on_message(self, client, userdata, message) -> None:
+        self._events.append(("command", message.topic, message.payload))
 
     # --- connected ---------------------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -389,7 +399,18 @@ class Uplink(threading.Thread):
                 self._settle(event[1], event[2])
             elif event[0] == "disconnect":
                 loss = describe_loss(event[1], event[2], self.mqtt.host, self.mqtt.port, self.mqtt.keepalive)
+            elif event[0] == "command" and loss is None:
+                self._answer(event[1], event[2])
         return loss
+
+    def _answer(self, topic: str, payload: bytes) -> None:
+        """Run a command request and publish its reply (QoS 1, not retained, not through the outbox)."""
+        name = topic.rsplit("/", 1)[-1]
+        if self.commands is None or topics.kind_of(self.base, topic) != "command":
+            return
+        reply = self.commands.handle(name, payload)
+        if reply is not None:
+            self._publish_unit(single(topics.command_reply(self.base, name), payloads.encode(reply), retain=False))
 
     def _settle(self, mid: int, reason: Any) -> None:
         delivery = self._pending.pop(mid, None)

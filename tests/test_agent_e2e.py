@@ -255,3 +255,45 @@ def test_a_bad_config_exits_78_naming_every_problem_without_a_traceback(tmp_path
     assert "mqtt.port" in text
     assert "Traceback" not in text
     assert not (tmp_path / "o.db").exists(), "nothing may be opened before the config is valid"
+
+
+def test_commands_are_answered_once_per_id_and_bad_ones_explained(tmp_path, broker, transmitter,
+                                                                   subscriber_factory):
+    import json
+
+    import paho.mqtt.client as mqtt
+
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    agent = Agent(load_config(write_config(tmp_path, port=broker.port, serial_port=transmitter.port)))
+    agent.start()
+    operator = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="test-operator")
+    operator.connect(broker.host, broker.port)
+    operator.loop_start()
+    try:
+        wait_until(lambda: agent.uplink.status()["connected"], 10, "the agent connected")
+        sub.wait_for(lambda m: any(x.kind == "status" for x in m), 10, "the birth message")
+
+        def send(name, body):
+            operator.publish(f"{BASE}/cmd/{name}", json.dumps(body), qos=1).wait_for_publish(5)
+
+        ping = {"v": 1, "gateway": "gw-e2e", "id": "req-1", "name": "ping"}
+        send("ping", ping)
+        send("ping", ping)          # QoS 1 redelivery: answered again, not executed twice
+        send("reboot", {"v": 1, "gateway": "gw-e2e", "id": "req-2", "name": "reboot"})
+        send("health", {"v": 1, "gateway": "gw-other", "id": "req-3", "name": "health"})
+        send("health", {"v": 1, "gateway": "gw-e2e", "id": "req-4", "name": "health"})
+        replies = sub.wait_for(lambda m: len([x for x in m if x.kind == "command_reply"]) >= 5, 10, "five replies")
+        by_id = {}
+        for m in replies:
+            if m.kind == "command_reply":
+                by_id.setdefault(m.payload["id"], []).append(m.payload)
+        assert [r["ok"] for r in by_id["req-1"]] == [True, True]
+        assert by_id["req-1"][0]["result"]["pong"] is True
+        assert by_id["req-1"][0] == by_id["req-1"][1]
+        assert by_id["req-2"][0]["ok"] is False and 'unknown command "reboot"' in by_id["req-2"][0]["error"]
+        assert by_id["req-3"][0]["ok"] is False and "gw-other" in by_id["req-3"][0]["error"]
+        assert by_id["req-4"][0]["ok"] is True and by_id["req-4"][0]["result"]["outbox"]["max_bytes"] > 0
+    finally:
+        operator.loop_stop()
+        operator.disconnect()
+        agent.stop(drain_timeout=5)
