@@ -7,8 +7,11 @@ feeds the systemd watchdog only while every worker's heartbeat is fresh.
 
 from __future__ import annotations
 
+import datetime
 import logging
+import queue
 import signal
+import zoneinfo
 import threading
 import time
 from typing import Any
@@ -17,12 +20,13 @@ from buffer.outbox import Outbox
 from drivers.registry import bus_class, driver_class
 from edge import __version__
 from edge.clock import Clock
-from edge.commands import Commands
+from edge.commands import CommandError, Commands
 from edge.config import Config, load_config
-from edge.core import Core, Rules
+from edge.core import RULES_STATE, Core, Rules
 from edge.errors import ConfigError
 from edge.health import gather
 from edge.notify import Notifier
+from edge.rules import RuleEngine
 from edge.sampler import BusWorker, SensorSlot
 from edge.uplink import Uplink
 
@@ -68,7 +72,14 @@ class Agent:
         if self.outbox.recovered_from_corruption:
             log.critical("the outbox was corrupt and was moved aside to %s; a fresh one was opened",
                          self.outbox.recovered_from_corruption)
-        self.core = Core(self.outbox, rules=self.rules)
+        rules = self.rules
+        if rules is None and self.config.rules:
+            rules = RuleEngine(self.config.rules, timezone=self.config.gateway.timezone)
+        if rules is not None:
+            saved = self.outbox.get_state(RULES_STATE)
+            if saved is not None:
+                rules.restore(saved)
+        self.core = Core(self.outbox, rules=rules)
         self.core.start()
 
     def _start_workers(self) -> None:
@@ -116,9 +127,9 @@ class Agent:
     def reload(self, config: Config) -> None:
         """Apply a new, already validated config: restart buses and uplink; reopen the outbox if it moved."""
         self._stop_workers(drain_timeout=2.0)
-        old_buffer = self.config.buffer
+        old_buffer, old_rules, old_gateway = self.config.buffer, self.config.rules, self.config.gateway
         self.config = config
-        if config.buffer != old_buffer:
+        if config.buffer != old_buffer or config.rules != old_rules or config.gateway != old_gateway:
             self.core.stop()
             self.outbox.close()
             self._open_outbox()
@@ -129,7 +140,42 @@ class Agent:
         return {
             "ping": lambda _args: {"pong": True, "version": __version__, "boot": self.clock.boot_id},
             "health": lambda _args: self.health(),
+            "away": self._command_away,
+            "alarm_ack": self._command_alarm_ack,
         }
+
+    def _on_rules(self, fn) -> list[dict[str, Any]]:
+        """Run ``fn(rules)`` on the core thread (the engine's owner) and return its transitions."""
+        if self.core is None or self.core.rules is None:
+            raise CommandError("this gateway has no rules configured")
+        box: queue.Queue = queue.Queue(maxsize=1)
+        self.core.inbox.put(("call", fn, box))
+        try:
+            ok, value = box.get(timeout=5.0)
+        except queue.Empty:
+            raise CommandError("the agent's core did not answer within 5 s") from None
+        if not ok:
+            raise CommandError(str(value))
+        return value
+
+    def _command_away(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``{"until": "2026-12-01T18:00+08:00"}`` starts away mode, ``{"until": null}`` ends it."""
+        until = args.get("until")
+        now = self.clock.now_ms()
+        until_ms = None if until is None else parse_until(until, self.config.gateway.timezone)
+        if until_ms is not None and until_ms <= now:
+            raise CommandError(f"until {until} is not in the future")
+        transitions = self._on_rules(lambda rules: rules.set_away(until_ms, now))
+        return {"away": until_ms is not None, "until": until_ms, "transitions": len(transitions)}
+
+    def _command_alarm_ack(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``{"alarm": "pump-pressure/low"}`` acknowledges that alarm (silences a latched one)."""
+        alarm = args.get("alarm")
+        if not isinstance(alarm, str):
+            raise CommandError('args.alarm must be a "<sensor>/<rule>" string')
+        now = self.clock.now_ms()
+        transitions = self._on_rules(lambda rules: rules.acknowledge(alarm, now))
+        return {"alarm": alarm, "states": [t["state"] for t in transitions]}
 
     # --- state ------------------------------------------------------------------------------------
     def heartbeats(self) -> dict[str, float]:
@@ -208,3 +254,20 @@ class Agent:
             log.info("reloading config from %s", source)
             self.reload(config)
         self.notifier.ready()
+
+
+def parse_until(text: Any, timezone: str) -> int:
+    """An ISO 8601 time (local to the gateway when it has no offset) as epoch ms.
+
+    >>> parse_until("2026-12-01T18:00", "Asia/Shanghai")
+    1796119200000
+    """
+    if not isinstance(text, str):
+        raise CommandError(f"until must be an ISO 8601 time like 2026-12-01T18:00, got {text!r}")
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"until must be an ISO 8601 time like 2026-12-01T18:00, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
+    return int(moment.timestamp() * 1000)

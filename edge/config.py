@@ -34,6 +34,7 @@ from drivers.options import Option, validate_options
 from drivers.registry import BUS_KINDS, bus_class, driver_class, driver_names
 from edge.errors import ConfigError
 from edge.i18n import _
+from edge.rules import KINDS, SEVERITIES, RuleConfig, parse_window
 
 DEFAULT_PATH = "/etc/linli/edge.toml"
 
@@ -102,6 +103,7 @@ class Config:
     buffer: BufferConfig = BufferConfig()
     buses: tuple[BusConfig, ...] = ()
     sensors: tuple[SensorConfig, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()
     # the file it was loaded from; relative paths in it are resolved against its folder
     source: str | None = None
 
@@ -243,6 +245,8 @@ class _Context:
     base: Path
     #: bus name -> its kind (None when the kind is unusable, so sensors on it are not checked against it)
     bus_kinds: dict[str, str | None] = field(default_factory=dict)
+    #: sensor id -> the quantities its driver reports (None when the driver is unusable)
+    sensor_quantities: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
     #: (section, name) -> key path of the entry that first used it
     names: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -562,6 +566,8 @@ def _sensor(table: _Table, ctx: _Context) -> SensorConfig | None:
         ctx.claim(table, "sensor", "id", values["id"])
     driver = values.get("driver")
     cls = _driver(table, ctx, driver)
+    if values.get("id") is not None:
+        ctx.sensor_quantities.setdefault(values["id"], cls.quantities if cls is not None else None)
     bus = values.get("bus")
     if bus is not None:
         _check_bus(table, ctx, bus, driver, cls)
@@ -604,6 +610,129 @@ def _check_bus(table: _Table, ctx: _Context, bus: str, driver: str | None, cls) 
             driver=driver, needed=cls.bus_kind, bus=bus, kind=kind))
 
 
+# --- [[rule]] -------------------------------------------------------------------------------------------
+def _window(value: str) -> str | None:
+    try:
+        parse_window(value)
+    except ValueError:
+        return _('expected a daily window like "22:00-06:00" (start and end differ), got {value}').format(
+            value=_show(value))
+    return None
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else _("must be greater than {limit}, got {value}").format(limit=0, value=f"{value:g}")
+
+
+RULE_OPTIONS = {
+    "id": Option("str", required=True, check=_name),
+    "sensor": Option("str", required=True),
+    "quantity": Option("str", required=True, check=_not_empty),
+    "kind": Option("str", required=True),
+    "severity": Option("str", default="warning", choices=SEVERITIES),
+    "message": Option("str", check=_not_empty),
+    "active": Option("str", check=_window),
+    "latch": Option("bool", default=False),
+    "suppress_when_away": Option("bool", default=False),
+}
+_WEEK = 7 * 86400.0
+_DELAYS = {"for": Option("duration", default="0s", max=_WEEK), "clear_for": Option("duration", default="0s", max=_WEEK)}
+KIND_OPTIONS: dict[str, dict[str, Option]] = {
+    "threshold": {"above": Option("float"), "below": Option("float"),
+                  "clear_below": Option("float"), "clear_above": Option("float"), **_DELAYS},
+    "state": {"equals": Option("bool", required=True), **_DELAYS},     # a number is accepted too, see _rule_equals
+    "rate": {"rise": Option("float", check=_positive), "fall": Option("float", check=_positive),
+             "per": Option("duration", required=True, min=0.001, max=_WEEK)},
+    "inactivity": {"min_increase": Option("float", required=True, check=_positive),
+                   "window": Option("duration", required=True, min=1, max=_WEEK)},
+    "continuous_use": {"bin": Option("duration", required=True, min=1, max=86400),
+                       "window": Option("duration", required=True, min=1, max=_WEEK),
+                       "min_increase": Option("float", required=True, check=_positive)},
+    "daily_total": {"above": Option("float", required=True, min=0)},
+    "count": {"edges": Option("str", default="rising", choices=("rising", "falling")),
+              "above": Option("int", required=True, min=0),
+              "window": Option("duration", required=True, min=1, max=_WEEK)},
+    "stale": {"after": Option("duration", required=True, min=1, max=_WEEK)},
+}
+
+
+def _rule(table: _Table, ctx: _Context) -> RuleConfig | None:
+    common = {k: v for k, v in table.raw.items() if k in RULE_OPTIONS}
+    rest = {k: v for k, v in table.raw.items() if k not in RULE_OPTIONS}
+    values = table.check(RULE_OPTIONS, common)
+    kind = values.get("kind")
+    if kind is not None and kind not in KINDS:
+        table.problem("kind", _unknown_choice(_('unknown rule kind {value}; did you mean "{suggestion}"?'),
+                                              _("unknown rule kind {value}; expected one of {choices}"),
+                                              kind, list(KINDS)))
+        kind = None
+    _rule_input(table, ctx, values.get("sensor"), values.get("quantity"))
+    if values.get("id") is not None and values.get("sensor") is not None:
+        ctx.claim(table, "rule", "id", f"{values['sensor']}/{values['id']}")
+    # Without a usable kind its keys cannot be judged: reporting them all as unknown would mislead.
+    params = _rule_params(table, kind, rest) if kind is not None else {}
+    if table.problems:
+        return None
+    active = values.get("active")
+    return RuleConfig(id=values["id"], sensor=values["sensor"], quantity=values["quantity"], kind=kind,
+                      severity=values["severity"], message=values.get("message"),
+                      active=parse_window(active) if active is not None else None,
+                      latch=values["latch"], suppress_when_away=values["suppress_when_away"], params=params)
+
+
+def _rule_input(table: _Table, ctx: _Context, sensor: str | None, quantity: str | None) -> None:
+    if sensor is None:
+        return
+    if sensor not in ctx.sensor_quantities:
+        close = difflib.get_close_matches(sensor, list(ctx.sensor_quantities), n=1)
+        table.problem("sensor", _('no [[sensor]] with id {value}; did you mean "{suggestion}"?').format(
+            value=_show(sensor), suggestion=close[0]) if close else
+            _("no [[sensor]] with id {value}").format(value=_show(sensor)))
+        return
+    reported = ctx.sensor_quantities[sensor]
+    # None: the driver could not be loaded (reported there); (): the driver does not say what it reports.
+    if quantity is not None and reported and quantity not in reported:
+        table.problem("quantity", _('sensor "{sensor}" does not report {value}; it reports {choices}').format(
+            sensor=sensor, value=_show(quantity), choices=", ".join(_show(q) for q in reported)))
+
+
+def _rule_params(table: _Table, kind: str, raw: dict[str, Any]) -> dict[str, Any]:
+    spec = KIND_OPTIONS[kind]
+    equals = raw.get("equals")
+    if kind == "state" and isinstance(equals, (int, float)) and not isinstance(equals, bool):
+        spec = {**spec, "equals": Option("float", required=True)}    # a level such as a pump's mode
+    params = _present(table.check(spec, raw, siblings=tuple(RULE_OPTIONS)))
+    _rule_together(table, kind, params)
+    return params
+
+
+def _rule_together(table: _Table, kind: str, params: dict[str, Any]) -> None:
+    """Keys that are only right or wrong together."""
+    if kind == "threshold":
+        above, below = params.get("above"), params.get("below")
+        if above is None and below is None and not any(k in table.raw for k in ("above", "below")):
+            table.problem("above", _("a threshold rule needs above, below or both"))
+        for key, needs in (("clear_below", "above"), ("clear_above", "below")):
+            if key in table.raw and needs not in table.raw:
+                table.problem(key, _("is only used with {other}").format(other=f"{table.path}.{needs}"))
+        if above is not None and params.get("clear_below", above) > above:
+            table.problem("clear_below", _("must not be above {other} ({limit:g}), got {value:g}").format(
+                other=f"{table.path}.above", limit=above, value=params["clear_below"]))
+        if below is not None and params.get("clear_above", below) < below:
+            table.problem("clear_above", _("must not be below {other} ({limit:g}), got {value:g}").format(
+                other=f"{table.path}.below", limit=below, value=params["clear_above"]))
+        if above is not None and below is not None and below >= above:
+            table.problem("below", _("must be below {other} ({limit:g}), got {value:g}").format(
+                other=f"{table.path}.above", limit=above, value=below))
+    elif kind == "rate" and not any(k in table.raw for k in ("rise", "fall")):
+        table.problem("rise", _("a rate rule needs rise, fall or both"))
+    elif kind == "continuous_use" and "bin" in params and "window" in params:
+        bins = params["window"] / params["bin"]
+        if bins < 1 or abs(bins - round(bins)) > 1e-9:
+            table.problem("window", _("must be a whole number of bins ({bin}), got {value}").format(
+                bin=_show(table.raw["bin"]), value=_show(table.raw["window"])))
+
+
 # --- the sections, in the order they are checked (a section may use what an earlier one found) ---------
 SECTIONS: tuple[Section, ...] = (
     Section("gateway", "gateway", _gateway, required=True),
@@ -611,6 +740,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("buffer", "buffer", _buffer),
     Section("bus", "buses", _bus, many=True),
     Section("sensor", "sensors", _sensor, many=True),
+    Section("rule", "rules", _rule, many=True),
 )
 
 

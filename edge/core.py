@@ -7,11 +7,16 @@ messages on the core's bounded inbox:
   state to persist alongside it (e.g. a pulse total);
 * ``("acked", seqs)`` — the broker acknowledged these seqs; delete them;
 * ``("commit", event)`` — commit now, then set the event (used before a drain at shutdown);
+* ``("call", fn, box)`` — run ``fn(rules)`` here, on the thread that owns the rules, add the
+  transitions it returns and put ``(True, transitions)`` or ``(False, exception)`` in ``box``
+  (how commands such as away or acknowledge reach the engine);
 * ``("stop",)`` — commit what is pending and end.
 
 For every reading the rules (when configured) are asked for alarm
 transitions; those go to the outbox at ALARM priority (committed at once) and
 to the local alarm sinks (buzzer, LED, relay — a later issue plugs them in).
+The rules' state is saved in the outbox with every commit (``RULES_STATE``), so
+a restart neither forgets a running window nor raises an active alarm again.
 """
 
 from __future__ import annotations
@@ -32,12 +37,18 @@ INBOX_SIZE = 20_000
 _PUT_TIMEOUT = 2.0
 
 
+#: The outbox state key under which the rules engine's snapshot is kept.
+RULES_STATE = "rules"
+
+
 class Rules(Protocol):
-    """What the core needs of a rules engine."""
+    """What the core needs of a rules engine (edge.rules.RuleEngine)."""
 
     def evaluate(self, reading: dict[str, Any]) -> list[dict[str, Any]]: ...
 
     def tick(self, now_ms: int) -> list[dict[str, Any]]: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
 
 
 AlarmSink = Callable[[dict[str, Any]], None]
@@ -120,6 +131,8 @@ class Core(threading.Thread):
 
     def _commit(self) -> None:
         """Commit; an I/O error keeps the records pending (the outbox holds them) and is retried."""
+        if self.rules is not None:
+            self.outbox.set_state(RULES_STATE, self.rules.snapshot())
         try:
             self.outbox.commit()
             self.commit_error = None
@@ -155,6 +168,15 @@ class Core(threading.Thread):
         elif kind == "commit":
             self._commit()
             item[1].set()
+        elif kind == "call":
+            _, fn, box = item
+            try:
+                transitions = fn(self.rules)
+            except Exception as exc:  # handed back to the caller, who turns it into a reply
+                box.put((False, exc))
+            else:
+                self._raise(transitions)
+                box.put((True, transitions))
         else:  # a programming error, not a field condition
             raise ValueError(f"unknown core message {kind!r}")
 

@@ -56,6 +56,14 @@ def demo_config(gateway_id: str, host: str, port: int, workdir: Path, serial_por
             {"id": WATER_SENSOR, "driver": "pulse_meter", "bus": "gpio", "pin": WATER_PIN,
              "litres_per_pulse": 1.0, "interval": "5s"},
         ],
+        "rule": [
+            # The sprinkler main below its static-pressure floor for 4 s; cleared above 0.12 MPa (hysteresis).
+            {"id": "low", "sensor": PRESSURE_SENSOR, "quantity": "pressure", "kind": "threshold",
+             "below": 0.10, "clear_above": 0.12, "for": "4s", "severity": "critical",
+             "message": "fire-water pressure below the floor"},
+            # The meter has gone quiet: no good reading for 30 s.
+            {"id": "silent", "sensor": WATER_SENSOR, "quantity": "volume", "kind": "stale", "after": "30s"},
+        ],
     }
 
 

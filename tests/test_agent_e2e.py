@@ -297,3 +297,98 @@ def test_commands_are_answered_once_per_id_and_bad_ones_explained(tmp_path, brok
         operator.loop_stop()
         operator.disconnect()
         agent.stop(drain_timeout=5)
+
+
+PRESSURE_RULE = """
+[[rule]]
+id = "low"
+sensor = "pump-pressure"
+quantity = "pressure"
+kind = "threshold"
+below = 0.10
+clear_above = 0.12
+for = "400ms"
+severity = "critical"
+"""
+
+
+def alarms(sub, name=None):
+    return [m.payload for m in sub.messages("alarm") if name is None or m.payload["alarm"] == name]
+
+
+def test_a_pressure_dip_raises_and_clears_its_alarm_at_the_broker(tmp_path, broker, transmitter,
+                                                                    subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    path = write_config(tmp_path, port=broker.port, serial_port=transmitter.port, extra_sensors=PRESSURE_RULE)
+    agent = Agent(load_config(path))
+    agent.start()
+    try:
+        sub.wait_for(lambda _m: readings(sub, "pump-pressure", "good"), 10, "a good reading")
+        transmitter.set_profile(0.05)
+        sub.wait_for(lambda _m: alarms(sub, "pump-pressure/low"), 10, "the low-pressure alarm")
+        transmitter.set_profile(0.11)            # inside the hysteresis band: stays raised
+        band = len(readings(sub, "pump-pressure"))
+        sub.wait_for(lambda _m: len(readings(sub, "pump-pressure")) > band + 5, 10, "readings in the band")
+        assert [a["state"] for a in alarms(sub)] == ["raised"]
+        transmitter.set_profile(0.35)
+        sub.wait_for(lambda _m: len(alarms(sub)) >= 2, 10, "the alarm cleared")
+    finally:
+        agent.stop(drain_timeout=5)
+    raised, cleared = alarms(sub)
+    assert (raised["state"], raised["severity"], raised["limit"]) == ("raised", "critical", 0.10)
+    assert raised["value"] < 0.10 and cleared["state"] == "cleared"
+    first_low = next(r for r in readings(sub, "pump-pressure") if r["value"] < 0.10)
+    assert raised["ts"] - first_low["ts"] == pytest.approx(400, abs=250), "raised when the 400 ms delay ran out"
+    retained = [m for m in sub.messages("alarm_state") if m.topic.endswith("/alarm/pump-pressure/low")]
+    assert retained[-1].payload["state"] == "cleared"
+    assert_no_gap(sub.seqs())
+
+
+INACTIVITY_RULE = """
+[[rule]]
+id = "no-water"
+sensor = "flat-302-water"
+quantity = "volume"
+kind = "inactivity"
+min_increase = 0.001
+window = "3s"
+"""
+
+
+def test_a_restart_in_the_middle_of_an_inactivity_window_neither_forgets_nor_repeats(
+        tmp_path, broker, transmitter, subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    config = load_config(write_config(tmp_path, port=broker.port, serial_port=transmitter.port, gpio=True,
+                                      extra_sensors=INACTIVITY_RULE))
+    for _run in range(2):                        # stop 1.5 s into the 3 s window, start again
+        agent = Agent(config)
+        agent.start()
+        try:
+            seen = len(readings(sub, "flat-302-water"))
+            sub.wait_for(lambda _m, seen=seen: len(readings(sub, "flat-302-water")) >= seen + 3, 10,
+                         "water readings from this run")
+            if not alarms(sub):
+                wait_until(lambda: readings(sub, "flat-302-water")[-1]["ts"]
+                           - readings(sub, "flat-302-water")[0]["ts"] >= 1500, 10, "half the window")
+        finally:
+            agent.stop(drain_timeout=5)
+    agent = Agent(config)                        # a third start after the alarm: it must not be raised again
+    agent.start()
+    try:
+        sub.wait_for(lambda _m: alarms(sub), 10, "the inactivity alarm")
+        seen = len(readings(sub, "flat-302-water"))
+        sub.wait_for(lambda _m: len(readings(sub, "flat-302-water")) > seen + 5, 10, "more readings")
+    finally:
+        agent.stop(drain_timeout=5)
+    agent = Agent(config)
+    agent.start()
+    try:
+        seen = len(readings(sub, "flat-302-water"))
+        sub.wait_for(lambda _m: len(readings(sub, "flat-302-water")) > seen + 5, 10, "readings after a restart")
+    finally:
+        agent.stop(drain_timeout=5)
+    raised = [a for a in alarms(sub) if a["state"] == "raised"]
+    assert len(raised) == 1, "raised once, not again after a restart"
+    first = readings(sub, "flat-302-water")[0]
+    assert raised[0]["ts"] - first["ts"] == pytest.approx(3000, abs=300), \
+        "the window counted from the first reading, across the restart"

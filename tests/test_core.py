@@ -32,6 +32,9 @@ class RaiseBelow:
     def tick(self, now_ms):
         return []
 
+    def snapshot(self):
+        return {"floor": self.floor}
+
 
 def test_readings_are_committed_by_group_and_acked_rows_deleted(tmp_path):
     outbox = Outbox(tmp_path / "o.db", commit_interval=0.05)

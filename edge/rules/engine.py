@@ -1,0 +1,229 @@
+"""The rules engine: readings and clock ticks in, alarm transitions out.
+
+Pure on purpose — no I/O, no threads, no wall clock. Time comes only from the
+readings' ``ts`` and the ``now_ms`` arguments, so the agent's core thread and
+``linli replay`` run exactly this code.
+
+>>> from edge.rules.config import RuleConfig
+>>> engine = RuleEngine([RuleConfig("silent", "meter", "volume", "stale", params={"after": 60.0})])
+>>> engine.evaluate({"sensor": "meter", "quantity": "volume", "value": 1.5, "quality": "good", "ts": 0})
+[]
+>>> engine.next_due()
+60000
+>>> [(t["alarm"], t["state"], t["ts"]) for t in engine.tick(90_000)]
+[('meter/silent', 'raised', 60000)]
+"""
+
+from __future__ import annotations
+
+import math
+import zoneinfo
+from collections.abc import Sequence
+from typing import Any
+
+from edge.rules.alarm import Alarm
+from edge.rules.config import RuleConfig
+from edge.rules.counters import ContinuousUse, DailyTotal, Inactivity
+from edge.rules.detector import Detector
+from edge.rules.events import Count, Stale
+from edge.rules.levels import Rate, State, Threshold
+from edge.rules.window import Calendar
+
+DETECTORS: dict[str, type[Detector]] = {
+    "threshold": Threshold, "state": State, "rate": Rate, "inactivity": Inactivity,
+    "continuous_use": ContinuousUse, "daily_total": DailyTotal, "count": Count, "stale": Stale,
+}
+SNAPSHOT_VERSION = 1
+#: The alarm reporting the gateway's own away state (``<sensor>/<rule>`` like every alarm).
+AWAY_ALARM = "gateway/away"
+
+
+class RuleError(ValueError):
+    """A request the engine cannot carry out: an unknown alarm, an away time in the past, a bad snapshot."""
+
+
+class _Unit:
+    """One rule: its detector (the kind's arithmetic) and its alarm (the shared lifecycle)."""
+
+    def __init__(self, rule: RuleConfig, calendar: Calendar):
+        self.rule = rule
+        self.detector = DETECTORS[rule.kind](rule, calendar)
+        self.alarm = Alarm(rule, calendar)
+
+    def due(self) -> int | None:
+        mine, theirs = self.detector.due(), self.alarm.due()
+        if mine is None:
+            return theirs
+        return mine if theirs is None or mine < theirs else theirs
+
+    def fire(self, now: int) -> list[dict[str, Any]]:
+        # The detector first: its timer may change the signal the alarm's own timer is about to judge.
+        found: list[dict[str, Any]] = []
+        mine = self.detector.due()
+        if mine is not None and mine <= now:
+            signal = self.detector.fire(now)
+            if signal is not None:
+                found += self.alarm.signal(now, signal)
+                return found
+        found += self.alarm.settle(now)
+        return found
+
+
+class RuleEngine:
+    """Evaluate ``rules`` against readings; ``timezone`` decides local days and active windows."""
+
+    def __init__(self, rules: Sequence[RuleConfig], timezone: str = "Asia/Shanghai"):
+        self.calendar = Calendar(zoneinfo.ZoneInfo(timezone))
+        self._units = [_Unit(rule, self.calendar) for rule in rules]
+        self._by_alarm = {unit.rule.alarm: unit for unit in self._units}
+        self._by_input: dict[tuple[str, str], list[_Unit]] = {}
+        for unit in self._units:
+            self._by_input.setdefault((unit.rule.sensor, unit.rule.quantity), []).append(unit)
+        self.now: int | None = None          # the latest time the engine was told
+        self.away_until: int | None = None
+
+    # --- the clock ------------------------------------------------------------------------------------
+    def _advance(self, now: int) -> None:
+        if self.now is None:
+            for unit in self._units:
+                unit.detector.start(now)
+        if self.now is None or now > self.now:
+            self.now = now
+
+    def next_due(self) -> int | None:
+        """The earliest pending timer (ms), or ``None``; a replay advances its clock to it."""
+        due = self.away_until
+        for unit in self._units:
+            when = unit.due()
+            if when is not None and (due is None or when < due):
+                due = when
+        return due
+
+    def tick(self, now_ms: int) -> list[dict[str, Any]]:
+        """Fire every timer due at or before ``now_ms``, in time order; each transition carries its due time."""
+        self._advance(now_ms)
+        found: list[dict[str, Any]] = []
+        last: tuple[int, int] | None = None
+        while True:
+            due, index = self._earliest()
+            if due is None or due > now_ms:
+                return found
+            if (due, index) == last:  # a timer that does not move after firing would spin the core forever
+                raise RuleError(f"rule {self._units[index].rule.alarm if index >= 0 else AWAY_ALARM} "
+                                f"kept its timer at {due} after firing it")
+            last = (due, index)
+            if index < 0:
+                found += self._end_away(due)
+            else:
+                found += self._units[index].fire(due)
+
+    def _earliest(self) -> tuple[int | None, int]:
+        due, index = self.away_until, -1
+        for position, unit in enumerate(self._units):
+            when = unit.due()
+            if when is not None and (due is None or when < due):
+                due, index = when, position
+        return due, index
+
+    # --- readings -------------------------------------------------------------------------------------
+    def evaluate(self, reading: dict[str, Any]) -> list[dict[str, Any]]:
+        """Judge one reading (``sensor``, ``quantity``, ``value``, ``quality``, ``ts``) after the timers due by then.
+
+        A ``bad`` reading, or one without a finite value, never satisfies or breaks a
+        value condition; only ``stale`` hears it (as not a good reading).
+        """
+        units = self._by_input.get((reading.get("sensor"), reading.get("quantity")))
+        ts = reading["ts"]
+        found = self.tick(ts)
+        if not units:
+            return found
+        value = reading.get("value")
+        usable = reading.get("quality") != "bad" and value is not None and not (
+            isinstance(value, float) and not math.isfinite(value))
+        for unit in units:
+            if not usable and not unit.detector.hears_bad:
+                continue
+            signal = unit.detector.reading(ts, value, usable)
+            if signal is not None:
+                found += unit.alarm.signal(ts, signal)
+        return found
+
+    # --- people ---------------------------------------------------------------------------------------
+    def acknowledge(self, alarm: str, now_ms: int) -> list[dict[str, Any]]:
+        """Acknowledge ``"<sensor>/<rule id>"``; ``[]`` when it is not raised or already acknowledged."""
+        unit = self._by_alarm.get(alarm)
+        if unit is None:
+            raise RuleError(f"no rule makes the alarm {alarm!r}; known: {', '.join(sorted(self._by_alarm)) or 'none'}")
+        found = self.tick(now_ms)
+        return found + unit.alarm.acknowledge(now_ms)
+
+    def set_away(self, until_ms: int | None, now_ms: int) -> list[dict[str, Any]]:
+        """Away until ``until_ms`` (``None``: back home now). Rules with ``suppress_when_away`` stay silent meanwhile.
+
+        Away itself is reported as the alarm ``gateway/away`` (``info``): raised when it
+        begins, cleared when it ends.
+        """
+        found = self.tick(now_ms)
+        if until_ms is None:
+            return found + (self._end_away(now_ms) if self.away_until is not None else [])
+        if until_ms <= now_ms:
+            raise RuleError(f"away until {until_ms} ms is not after now ({now_ms} ms)")
+        starting = self.away_until is None
+        self.away_until = until_ms
+        found.append(_away_transition("raised", now_ms, until_ms))
+        if starting:
+            for unit in self._units:
+                if unit.rule.suppress_when_away:
+                    found += unit.alarm.suppress(now_ms)
+        return found
+
+    def _end_away(self, now: int) -> list[dict[str, Any]]:
+        self.away_until = None
+        found = [_away_transition("cleared", now, None)]
+        for unit in self._units:
+            if unit.rule.suppress_when_away:
+                found += unit.alarm.unsuppress(now, unit.detector.resume(now))
+        return found
+
+    # --- persistence ----------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The full state, JSON-able: timers, references, totals, bins, alarm states, away."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "now": self.now,
+            "away_until": self.away_until,
+            "rules": {unit.rule.alarm: {"fingerprint": unit.rule.fingerprint(),
+                                        "alarm": unit.alarm.state(),
+                                        "detector": unit.detector.state()} for unit in self._units},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`snapshot` after a restart. A raised alarm stays raised and is not raised again.
+
+        A rule whose kind or keys changed since keeps its alarm state but starts its
+        detector afresh; rules that no longer exist are forgotten.
+        """
+        if not isinstance(state, dict) or state.get("version") != SNAPSHOT_VERSION:
+            raise RuleError(f"not a rules snapshot of version {SNAPSHOT_VERSION}")
+        saved = state.get("rules", {})
+        try:
+            for unit in self._units:
+                entry = saved.get(unit.rule.alarm)
+                if entry is None:
+                    continue
+                unit.alarm.load(entry["alarm"])
+                if entry["fingerprint"] == unit.rule.fingerprint():
+                    unit.detector.load(entry["detector"])
+        except (KeyError, TypeError) as exc:
+            raise RuleError(f"the rules snapshot is damaged: missing {exc}") from None
+        self.now = state.get("now")
+        self.away_until = state.get("away_until")
+
+
+def _away_transition(state: str, ts: int, until: int | None) -> dict[str, Any]:
+    if state == "raised":
+        english, chinese = "the home is set to away", "住户外出（离家模式）"
+    else:
+        english, chinese = "the home is no longer away", "离家模式已结束"
+    return {"kind": "alarm", "alarm": AWAY_ALARM, "state": state, "severity": "info", "value": until,
+            "limit": None, "ts": ts, "rule": "away", "message": english, "message_zh": chinese}
