@@ -22,6 +22,7 @@ from edge import __version__
 from edge.clock import Clock
 from edge.commands import CommandError, Commands
 from edge.config import Config, load_config
+from edge.control import ControlServer
 from edge.core import RULES_STATE, Core, Rules
 from edge.errors import ConfigError
 from edge.health import gather
@@ -54,15 +55,29 @@ class Agent:
         self.core: Core | None = None
         self.uplink: Uplink | None = None
         self.workers: dict[str, BusWorker] = {}
+        self.control: ControlServer | None = None
         self._reload_requested = threading.Event()
         self._stop_requested = threading.Event()
         self._wake = threading.Event()  # set by signal handlers so the main loop reacts at once
 
     # --- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Open the outbox, then start the core, the bus threads and the uplink."""
+        """Open the outbox, then start the core, the bus threads, the uplink and the control socket."""
         self._open_outbox()
         self._start_workers()
+        self._start_control()
+
+    def _start_control(self) -> None:
+        """The local ``linli`` command's way in; the agent runs on without it if it cannot be made."""
+        server = ControlServer(self.config.control.socket, Commands(self.config.gateway.id, self.command_handlers()))
+        try:
+            server.open()
+        except OSError as exc:
+            log.error("no control socket at %s (%s): local commands such as linli away will not reach the agent",
+                      self.config.control.socket, exc)
+            return
+        server.start()
+        self.control = server
 
     def _open_outbox(self) -> None:
         buf = self.config.buffer
@@ -116,6 +131,9 @@ class Agent:
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop reading, commit everything, try to deliver it, publish ``offline``, close the outbox."""
+        if self.control is not None:
+            self.control.stop()
+            self.control = None
         self._stop_workers(drain_timeout)
         if self.core is not None:
             self.core.stop()
@@ -126,6 +144,9 @@ class Agent:
 
     def reload(self, config: Config) -> None:
         """Apply a new, already validated config: restart buses and uplink; reopen the outbox if it moved."""
+        if self.control is not None:
+            self.control.stop()
+            self.control = None
         self._stop_workers(drain_timeout=2.0)
         old_buffer, old_rules, old_gateway = self.config.buffer, self.config.rules, self.config.gateway
         self.config = config
@@ -134,6 +155,7 @@ class Agent:
             self.outbox.close()
             self._open_outbox()
         self._start_workers()
+        self._start_control()
 
     def command_handlers(self) -> dict[str, Any]:
         """What the central side may ask of this gateway over ``cmd/<name>``."""
@@ -182,7 +204,7 @@ class Agent:
         """Age in seconds of each worker's last heartbeat (dead threads count as infinitely old)."""
         now = time.monotonic()
         ages: dict[str, float] = {}
-        threads: list[tuple[str, Any]] = [("core", self.core), ("uplink", self.uplink)]
+        threads: list[tuple[str, Any]] = [("core", self.core), ("uplink", self.uplink), ("control", self.control)]
         threads += [(f"bus {name}", w) for name, w in self.workers.items()]
         for name, thread in threads:
             if thread is None:
@@ -199,6 +221,7 @@ class Agent:
         extra = {
             "version": __version__,
             "buses": [w.status() for w in list(self.workers.values())],
+            "uplink": self.uplink.status() if self.uplink else None,
             "lost_readings": self.core.lost_readings if self.core else 0,
             "refused_records": self.core.refused_records if self.core else 0,
             "outbox_error": self.core.commit_error if self.core else None,

@@ -23,6 +23,12 @@ from edge.i18n import _, ngettext
 EX_OK, EX_USAGE, EX_SOFTWARE, EX_INTERRUPTED = 0, 64, 70, 130
 
 
+class CommandRefused(LinliError):
+    """The agent understood the request and said no (exit 1)."""
+
+    exit_code = 1
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error exits with EX_USAGE (64) instead of 2."""
 
@@ -93,6 +99,66 @@ def cmd_replay(args) -> int:
     return EX_OK
 
 
+def _ask_agent(args, name: str, request_args: dict | None = None) -> dict:
+    """Send one command to the running agent over its control socket; exit 1 if it refuses."""
+    from edge.control import request
+
+    reply = request(load_config(args.config).control.socket, name, request_args)
+    if not reply.get("ok"):
+        raise CommandRefused(reply.get("error") or _("the agent refused the request"))
+    return reply["result"]
+
+
+def cmd_status(args) -> int:
+    health = _ask_agent(args, "health")
+    if args.json:
+        print(json.dumps(health, ensure_ascii=False))
+        return EX_OK
+    uplink = health.get("uplink") or {}
+    outbox = health.get("outbox") or {}
+    connected = _colour(_("connected"), "32") if uplink.get("connected") else _colour(_("not connected"), "31")
+    print(_("broker     {state}  {broker}").format(state=connected, broker=uplink.get("broker") or ""))
+    if uplink.get("last_error"):
+        print("           " + uplink["last_error"])
+    print(_("outbox     {depth} records waiting, {used} of {limit} MiB, {dropped} dropped so far").format(
+        depth=outbox.get("depth"), used=round((outbox.get("bytes_used") or 0) / 2**20, 1),
+        limit=round((outbox.get("max_bytes") or 0) / 2**20), dropped=outbox.get("dropped_total")))
+    print(_("clock      synced: {synced}    uptime {uptime} s").format(
+        synced=health.get("clock_synced"), uptime=health.get("uptime_s")))
+    print()
+    print(f"{_('sensor'):<20} {_('bus'):<10} {_('state'):<8} {_('reads'):>7}  {_('last error')}")
+    for bus in health.get("buses", []):
+        for sensor, st in bus["sensors"].items():
+            state = _colour(_("ok"), "32") if st["ok"] else _colour(_("failing"), "31")
+            pad = " " * max(0, 8 - len(_("ok") if st["ok"] else _("failing")))
+            print(f"{sensor:<20} {bus['bus']:<10} {state}{pad} {st['reads']:>7}  {st['last_error'] or ''}")
+    return EX_OK
+
+
+def cmd_away(args) -> int:
+    until = args.until if args.state == "on" else None
+    if args.state == "on" and until is None:
+        raise CommandRefused(_("away on needs --until, e.g. --until 2026-12-01T18:00"))
+    result = _ask_agent(args, "away", {"until": until})
+    if args.json:
+        print(json.dumps(result))
+    elif result["away"]:
+        print(_("away until {until}: rules marked suppress_when_away are quiet").format(until=until))
+    else:
+        print(_("back home: every rule is active again"))
+    return EX_OK
+
+
+def cmd_alarm_ack(args) -> int:
+    result = _ask_agent(args, "alarm_ack", {"alarm": args.alarm})
+    if args.json:
+        print(json.dumps(result))
+    else:
+        states = ", ".join(result["states"]) or _("nothing to acknowledge")
+        print(f"{args.alarm}: {states}")
+    return EX_OK
+
+
 def cmd_version(args) -> int:
     print(f"linli-edge {__version__}")
     return EX_OK
@@ -147,6 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trace", metavar="TRACE.csv", help=_("CSV with the header ts,sensor,quantity,value[,quality]"))
     p.add_argument("--json", action="store_true", help=_("one JSON object per alarm transition"))
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("status", help=_("what the running agent sees: broker, outbox, sensors"),
+                       epilog=_("example: linli status --json"))
+    p.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("away", help=_("the resident is away: quiet the rules marked suppress_when_away"),
+                       epilog=_("examples:\n  linli away on --until 2026-12-01T18:00\n  linli away off"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("state", choices=("on", "off"))
+    p.add_argument("--until", metavar="TIME", help=_("ISO 8601 time, local to the gateway without an offset"))
+    p.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    p.set_defaults(func=cmd_away)
+
+    p = sub.add_parser("alarm", help=_("alarm tools"))
+    alarm_sub = p.add_subparsers(dest="alarm_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    a = alarm_sub.add_parser("ack", help=_("acknowledge an alarm (silences a latched one)"),
+                             epilog=_("example: linli alarm ack pump-pressure/low"))
+    a.add_argument("alarm", metavar="SENSOR/RULE")
+    a.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    a.set_defaults(func=cmd_alarm_ack)
 
     p = sub.add_parser("version", help=_("print the version"))
     p.set_defaults(func=cmd_version)

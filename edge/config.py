@@ -81,6 +81,11 @@ class BufferConfig:
 
 
 @dataclass(frozen=True)
+class ControlConfig:
+    socket: str = "/run/linli/control.sock"   # the local `linli` command talks to the agent here
+
+
+@dataclass(frozen=True)
 class BusConfig:
     name: str
     kind: str                             # serial | i2c | gpio
@@ -101,6 +106,7 @@ class Config:
     gateway: GatewayConfig
     mqtt: MqttConfig = MqttConfig()
     buffer: BufferConfig = BufferConfig()
+    control: ControlConfig = ControlConfig()
     buses: tuple[BusConfig, ...] = ()
     sensors: tuple[SensorConfig, ...] = ()
     rules: tuple[RuleConfig, ...] = ()
@@ -511,6 +517,19 @@ def _buffer(table: _Table, ctx: _Context) -> BufferConfig | None:
     return None if table.problems else BufferConfig(**values)
 
 
+# --- [control] ----------------------------------------------------------------------------------------
+CONTROL_OPTIONS = {
+    "socket": Option("str", check=_not_empty),
+}
+
+
+def _control(table: _Table, ctx: _Context) -> ControlConfig | None:
+    values = _present(table.check(CONTROL_OPTIONS, table.raw))
+    if "socket" in values:
+        values["socket"] = os.path.normpath(ctx.base / values["socket"])
+    return None if table.problems else ControlConfig(**values)
+
+
 # --- [[bus]] --------------------------------------------------------------------------------------------
 def _name(value: str) -> str | None:
     if not _NAME.fullmatch(value):
@@ -738,6 +757,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("gateway", "gateway", _gateway, required=True),
     Section("mqtt", "mqtt", _mqtt),
     Section("buffer", "buffer", _buffer),
+    Section("control", "control", _control),
     Section("bus", "buses", _bus, many=True),
     Section("sensor", "sensors", _sensor, many=True),
     Section("rule", "rules", _rule, many=True),

@@ -47,6 +47,7 @@ def demo_config(gateway_id: str, host: str, port: int, workdir: Path, serial_por
                     "timezone": "Asia/Shanghai"},
         "mqtt": {"host": host, "port": port, "topic_prefix": "linli", "health_interval": "10s", "keepalive": "30s"},
         "buffer": {"path": str(workdir / "outbox.db"), "max_mb": 16, "commit_interval": "500ms"},
+        "control": {"socket": str(workdir / "control.sock")},
         "bus": [
             {"name": "rs485-1", "kind": "serial", "port": serial_port, "baudrate": 9600, "timeout": "500ms"},
             {"name": "gpio", "kind": "gpio", "pin_factory": "mock"},

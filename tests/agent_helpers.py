@@ -34,6 +34,9 @@ keepalive = "5s"
 path = "{outbox}"
 commit_interval = "100ms"
 
+[control]
+socket = "{outbox.parent / 'control.sock'}"
+
 [[bus]]
 name = "rs485-1"
 kind = "serial"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
+import sys
 
 import pytest
 
@@ -392,3 +394,47 @@ def test_a_restart_in_the_middle_of_an_inactivity_window_neither_forgets_nor_rep
     first = readings(sub, "flat-302-water")[0]
     assert raised[0]["ts"] - first["ts"] == pytest.approx(3000, abs=300), \
         "the window counted from the first reading, across the restart"
+
+
+AWAY_RULES = PRESSURE_RULE.replace('severity = "critical"', 'severity = "critical"\nsuppress_when_away = true')
+
+
+def test_technician_commands_reach_the_running_agent_through_its_control_socket(tmp_path, broker, transmitter,
+                                                                                subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    config = write_config(tmp_path, port=broker.port, serial_port=transmitter.port, extra_sensors=AWAY_RULES)
+    proc = linli("--config", str(config), "run", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def cli(*args):
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "--config", str(config), *args],
+                              capture_output=True, text=True, timeout=30)
+        return done.returncode, done.stdout, done.stderr
+
+    try:
+        sub.wait_for(lambda _m: readings(sub, "pump-pressure"), 15, "readings")
+        wait_until(lambda: (tmp_path / "control.sock").exists(), 10, "the control socket")
+        code, out, err = cli("status")
+        assert code == 0, err
+        assert "pump-pressure" in out and "connected" in out
+        code, out, _ = cli("status", "--json")
+        assert json.loads(out)["outbox"]["max_bytes"] > 0
+        code, _, err = cli("away", "on", "--until", "2999-01-01T00:00")
+        assert code == 0, err
+        sub.wait_for(lambda _m: alarms(sub, "gateway/away"), 10, "the away state reported")
+        transmitter.set_profile(0.05)            # suppressed while away: no low-pressure alarm
+        low = len(readings(sub, "pump-pressure"))
+        sub.wait_for(lambda _m: len(readings(sub, "pump-pressure")) > low + 8, 10, "low readings while away")
+        assert alarms(sub, "pump-pressure/low") == []
+        code, out, err = cli("away", "off")
+        assert code == 0 and "back home" in out, err
+        sub.wait_for(lambda _m: alarms(sub, "pump-pressure/low"), 10, "the alarm once back home")
+        code, out, _ = cli("alarm", "ack", "pump-pressure/nope")
+        assert code == 1
+        code, out, err = cli("alarm", "ack", "pump-pressure/low")
+        assert code == 0 and "acknowledged" in out, err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    code, _, err = cli("status")
+    assert code == 69 and "not running" in err and "Traceback" not in err
