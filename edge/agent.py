@@ -14,7 +14,7 @@ import signal
 import zoneinfo
 import threading
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from buffer.outbox import Outbox
 from drivers.registry import bus_class, driver_class
@@ -23,7 +23,7 @@ from edge.clock import Clock
 from edge.commands import CommandError, Commands
 from edge.config import Config, load_config
 from edge.control import ControlServer
-from edge.core import RULES_STATE, Core, Rules
+from edge.core import RULES_STATE, AlarmSink, Core, Rules
 from edge.errors import ConfigError
 from edge.health import gather
 from edge.notify import Notifier
@@ -45,8 +45,9 @@ class Agent:
     """
 
     def __init__(self, config: Config, *, clock: Clock | None = None, rules: Rules | None = None,
-                 notifier: Notifier | None = None):
+                 notifier: Notifier | None = None, alarm_sinks: Sequence[AlarmSink] = ()):
         self.config = config
+        self.alarm_sinks = list(alarm_sinks)  # local outputs (buzzer, LED, relay) offered every transition
         self.clock = clock or Clock()
         self.rules = rules
         self.notifier = notifier or Notifier()
@@ -94,7 +95,7 @@ class Agent:
             saved = self.outbox.get_state(RULES_STATE)
             if saved is not None:
                 rules.restore(saved)
-        self.core = Core(self.outbox, rules=rules)
+        self.core = Core(self.outbox, rules=rules, alarm_sinks=self.alarm_sinks)
         self.core.start()
 
     def _start_workers(self) -> None:

@@ -322,7 +322,8 @@ def test_a_pressure_dip_raises_and_clears_its_alarm_at_the_broker(tmp_path, brok
                                                                     subscriber_factory):
     sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
     path = write_config(tmp_path, port=broker.port, serial_port=transmitter.port, extra_sensors=PRESSURE_RULE)
-    agent = Agent(load_config(path))
+    buzzer = []                                  # a local output: offered every transition, as the outbox is
+    agent = Agent(load_config(path), alarm_sinks=[buzzer.append])
     agent.start()
     try:
         sub.wait_for(lambda _m: readings(sub, "pump-pressure", "good"), 10, "a good reading")
@@ -337,6 +338,7 @@ def test_a_pressure_dip_raises_and_clears_its_alarm_at_the_broker(tmp_path, brok
     finally:
         agent.stop(drain_timeout=5)
     raised, cleared = alarms(sub)
+    assert [t["state"] for t in buzzer] == ["raised", "cleared"]
     assert (raised["state"], raised["severity"], raised["limit"]) == ("raised", "critical", 0.10)
     assert raised["value"] < 0.10 and cleared["state"] == "cleared"
     first_low = next(r for r in readings(sub, "pump-pressure") if r["value"] < 0.10)
