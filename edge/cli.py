@@ -159,6 +159,28 @@ def cmd_alarm_ack(args) -> int:
     return EX_OK
 
 
+def cmd_decode(args) -> int:
+    from edge.decode import BadFrame, decode, rows
+
+    try:
+        decoded = decode(args.protocol, " ".join(args.hex))
+    except BadFrame as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc), "offset": exc.offset}))
+        else:
+            where = "" if exc.offset is None else _(" (at byte {offset})").format(offset=exc.offset)
+            print(_colour(_("bad frame"), "31", sys.stderr) + f": {exc}{where}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(decoded, ensure_ascii=False))
+    else:
+        table = rows(decoded)
+        width = max(len(field) for field, _value in table)
+        for field, value in table:
+            print(f"{field:<{width}}  {value}")
+    return EX_OK
+
+
 def cmd_version(args) -> int:
     print(f"linli-edge {__version__}")
     return EX_OK
@@ -235,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help=_("machine-readable output"))
     a.set_defaults(func=cmd_alarm_ack)
 
+    p = sub.add_parser("decode", help=_("decode a frame pasted from a serial sniffer"),
+                       epilog=_("examples:\n  linli decode mbus 10 5B 01 5C 16\n"
+                                "  linli decode modbus 01 03 00 02 00 03 A4 0B --json\n"
+                                "exit status 0 when decoded, 65 for a bad frame"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("protocol", choices=("mbus", "cjt188", "modbus"))
+    p.add_argument("hex", nargs="+", metavar="HEX", help=_("the frame's bytes in hex; spaces allowed"))
+    p.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    p.set_defaults(func=cmd_decode)
+
     p = sub.add_parser("version", help=_("print the version"))
     p.set_defaults(func=cmd_version)
     return parser
@@ -254,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return EX_INTERRUPTED
+    except BrokenPipeError:  # "linli decode … | head": the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EX_OK
     except Exception as exc:
         if args.debug:
             raise

@@ -19,7 +19,9 @@ def states(messages) -> list[str]:
 def test_online_is_retained_for_late_subscribers(protocol, broker, writer, start_uplink, subscriber_factory):
     config = uplink_config(broker.host, broker.port, protocol=protocol)
     uplink = start_uplink(config, writer, version="9.8.7")
-    wait_until(lambda: uplink.status()["connected"], 10, "the uplink to connect")
+    # Connected is not enough: the birth must have been acknowledged, or a fast subscriber gets it live.
+    wait_until(lambda: uplink.status()["connected"] and uplink.status()["sent_messages"] >= 1
+               and uplink.status()["inflight"] == 0, 10, "the birth message acknowledged")
     late = subscriber_factory(broker.host, broker.port, base=config.base_topic,
                               topic_filter=topics.status(config.base_topic), protocol=protocol)
     [status] = late.wait_for(lambda ms: ms, what="the retained status")
