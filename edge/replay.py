@@ -31,6 +31,8 @@ from typing import Any, Protocol, TextIO
 from edge.config import Config
 from edge.errors import LinliError
 from edge.i18n import _
+from edge.rules import RuleEngine  # the agent's own engine: there is no second implementation
+from edge.rules.messages import shown
 
 EX_DATAERR, EX_NOINPUT, EX_IOERR = 65, 66, 74
 
@@ -262,21 +264,11 @@ def table(transitions: list[dict[str, Any]], zone: datetime.tzinfo) -> str:
     """The transitions as an aligned text table, one per line, under a header."""
     header = [_("time"), _("alarm"), _("state"), _("severity"), _("value"), _("limit")]
     rows = [[format_ts(t["ts"], zone), t["alarm"], t["state"], str(t.get("severity") or ""),
-             _show(t.get("value")), _show(t.get("limit"))] for t in transitions]
+             shown(t.get("value")), shown(t.get("limit"))] for t in transitions]
     widths = [max(_width(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = ("  ".join(cell + " " * (width - _width(cell)) for cell, width in zip(row, widths, strict=True))
              for row in [header, *rows])
     return "\n".join(line.rstrip() for line in lines)
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def _width(text: str) -> int:
@@ -296,7 +288,6 @@ class Replayed:
 
 def replay_trace(config: Config, path: str) -> Replayed:
     """Replay the trace file at ``path`` through the rules of ``config``, as the agent would have judged it."""
-    from edge.rules import RuleEngine  # the agent's own engine: there is no second implementation
 
     seen: set[tuple[str, str]] = set()
     rows = 0
