@@ -80,6 +80,11 @@ class Driver:
         self.sensor_id = sensor_id
         self.config = options
         self.bus = bus
+        #: Set by the bus thread while this device's last read failed. A driver
+        #: then tries each request once instead of retrying (see
+        #: :func:`drivers.retry.attempts_for`), so a dead device on a shared
+        #: line delays its neighbours by at most one timeout per sweep.
+        self.failing = False
 
     @classmethod
     def check_options(cls, values: dict[str, Any]) -> list[tuple[str, str]]:

@@ -124,6 +124,7 @@ class BusWorker(threading.Thread):
             if not slot.opened:
                 slot.driver.open()
                 slot.opened = True
+            slot.driver.failing = slot.failures > 0
             measurements = slot.driver.read()
         except TransportTimeout as exc:
             # One silent device on a shared line says nothing about the port: do not reopen it.

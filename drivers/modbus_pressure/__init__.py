@@ -22,6 +22,7 @@ from drivers.base import Bus, Driver, Measurement
 from drivers.codecs.modbus import MAX_REGISTERS, ModbusException, read_registers
 from drivers.errors import DeviceFault, DriverError, FrameError, TransportTimeout
 from drivers.options import Option, validate_options
+from drivers.retry import attempts_for, with_retries
 
 #: Unit code in register 0x0002 → (symbol, MPa per unit). Codes 0–8 as in the
 #: vendor manual; factors from the SI definitions (kgf = 9.80665 N,
@@ -171,26 +172,17 @@ class ModbusPressure(Driver):
         return code
 
     def _read_run(self, start: int, count: int) -> list[int]:
-        attempt = 1
-        while True:
-            try:
-                return read_registers(self.bus, self.unit_id, start, count, self.function)
-            except ModbusException as exc:
-                if exc.code not in _RETRYABLE_EXCEPTION_CODES or attempt > self.retries:
-                    raise
-            except (TransportTimeout, FrameError) as exc:
-                if attempt > self.retries:
-                    raise _after_attempts(exc, attempt) from exc
-            attempt += 1
+        return with_retries(
+            lambda: read_registers(self.bus, self.unit_id, start, count, self.function),
+            attempts_for(self, self.retries),
+            _retryable,
+        )
 
 
-def _after_attempts(exc: TransportTimeout | FrameError, attempts: int) -> DriverError:
-    if attempts == 1:
-        return exc
-    message = f"{exc} (after {attempts} attempts)"
-    if isinstance(exc, FrameError):
-        return FrameError(message, offset=exc.offset)
-    return TransportTimeout(message)
+def _retryable(exc: DriverError) -> bool:
+    if isinstance(exc, ModbusException):
+        return exc.code in _RETRYABLE_EXCEPTION_CODES
+    return isinstance(exc, (TransportTimeout, FrameError))
 
 
 def _register_map(values: dict[str, Any]) -> dict[str, int]:
