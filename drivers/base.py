@@ -91,6 +91,16 @@ class Driver:
         """Judge keys together after each passed on its own; ``[(key, message)]``, no I/O."""
         return []
 
+    @classmethod
+    def quantities_for(cls, options: dict[str, Any]) -> tuple[str, ...]:
+        """The quantities a sensor with these (validated) options reports, known without I/O.
+
+        Rules are checked against it. ``()`` means "not known before the
+        device answers" (e.g. whatever records an M-Bus meter sends), and no
+        rule quantity is refused.
+        """
+        return cls.quantities
+
     def open(self) -> None:
         """Prepare the device (may do I/O). Raise a DriverError on failure."""
 

@@ -10,6 +10,9 @@ key path (``sensor[2].interval``).
 ({'interval': 300.0}, [])
 >>> validate_options(spec, {"interval": "fast", "colour": 1})[1]
 [('interval', 'expected a duration like "30s" or "5m", got "fast"'), ('colour', 'unknown key')]
+>>> address = {"address": Option("int|str", min=0, max=250)}
+>>> validate_options(address, {"address": "12345678"}), validate_options(address, {"address": 251})[1]
+(({'address': '12345678'}, []), [('address', 'must be at most 250, got 251')])
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ _TYPE_NAMES = {
     "bool": "true or false",
     "duration": 'a duration like "30s" or "5m"',
     "list": "a list",
+    "int|str": "an integer or a string",
 }
 
 
@@ -53,7 +57,9 @@ class Option:
     """One configuration key.
 
     ``kind`` is one of ``int``, ``float``, ``str``, ``bool``, ``duration``,
-    ``list``; ``check`` may return an error message for a well-typed value.
+    ``list``, or ``int|str`` for keys with two forms (an M-Bus primary address
+    5 or secondary address "12345678"; ``min``/``max`` then apply to integers
+    only); ``check`` may return an error message for a well-typed value.
     """
 
     kind: str
@@ -79,6 +85,7 @@ def _coerce(opt: Option, value: Any) -> tuple[Any, str | None]:
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
         "list": isinstance(value, list),
+        "int|str": isinstance(value, (int, str)) and not isinstance(value, bool),
     }[kind]
     if not ok:
         return None, f"expected {_TYPE_NAMES[kind]}, got {_show(value)}"
@@ -115,10 +122,11 @@ def validate_options(spec: dict[str, Option], raw: dict[str, Any]) -> tuple[dict
         value, err = _coerce(opt, raw[key])
         if err is None and opt.choices and value not in opt.choices:
             err = "expected one of " + ", ".join(_show(c) for c in opt.choices) + f", got {_show(value)}"
-        if err is None and opt.min is not None and value < opt.min:
+        bounded = opt.kind != "int|str" or isinstance(value, int)
+        if err is None and bounded and opt.min is not None and value < opt.min:
             err = (f"must be at least {opt.min:g}, got {raw[key]!r}" if opt.kind != "duration"
                    else f"must be at least {opt.min:g}s, got {_show(raw[key])}")
-        if err is None and opt.max is not None and value > opt.max:
+        if err is None and bounded and opt.max is not None and value > opt.max:
             err = (f"must be at most {opt.max:g}, got {raw[key]!r}" if opt.kind != "duration"
                    else f"must be at most {opt.max:g}s, got {_show(raw[key])}")
         if err is None and opt.check is not None:

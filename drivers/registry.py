@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 from drivers.base import Bus, Driver
 
 DRIVERS: dict[str, str] = {
+    "modbus": "drivers.modbus:Modbus",
     "modbus_pressure": "drivers.modbus_pressure:ModbusPressure",
     "pulse_meter": "drivers.pulse_meter:PulseMeter",
 }

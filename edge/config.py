@@ -585,12 +585,13 @@ def _sensor(table: _Table, ctx: _Context) -> SensorConfig | None:
         ctx.claim(table, "sensor", "id", values["id"])
     driver = values.get("driver")
     cls = _driver(table, ctx, driver)
-    if values.get("id") is not None:
-        ctx.sensor_quantities.setdefault(values["id"], cls.quantities if cls is not None else None)
     bus = values.get("bus")
     if bus is not None:
         _check_bus(table, ctx, bus, driver, cls)
     options = table.check_class(cls, rest, siblings=tuple(SENSOR_OPTIONS)) if cls is not None else {}
+    if values.get("id") is not None:
+        usable = cls is not None and not table.problems
+        ctx.sensor_quantities.setdefault(values["id"], cls.quantities_for(options) if usable else None)
     if table.problems:
         return None
     return SensorConfig(id=values["id"], driver=values["driver"], bus=bus, interval=values["interval"],
@@ -839,4 +840,5 @@ def _type_names() -> dict[str, str]:
         "true or false": _("true or false"),
         'a duration like "30s" or "5m"': _('a duration like "30s" or "5m"'),
         "a list": _("a list"),
+        "an integer or a string": _("an integer or a string"),
     }

@@ -167,7 +167,7 @@ class BusWorker(threading.Thread):
         self._report_failure(slot, reason or getattr(exc, "reason", "driver_error"), message)
 
     def _report_failure(self, slot: SensorSlot, reason: str, message: str) -> None:
-        quantities = slot.quantities or type(slot.driver).quantities
+        quantities = slot.quantities or slot.driver.quantities
         for record in failure_records(slot.sensor_id, quantities, reason, message, self.stamp()):
             self.emit(record, None)
 

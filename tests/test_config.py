@@ -179,19 +179,19 @@ CASES = [
      ['sensor[0].driver: unknown driver "modbus_presure"; did you mean "modbus_pressure"?',
       'sensor[0].bus: no [[bus]] named "x"']),
     ("sensor driver unknown", GATEWAY + '[[sensor]]\nid = "bed"\ndriver = "bed_pad"\nbus = "x"\n',
-     ['sensor[0].driver: unknown driver "bed_pad"; known drivers: "modbus_pressure", "pulse_meter"',
+     ['sensor[0].driver: unknown driver "bed_pad"; known drivers: "modbus", "modbus_pressure", "pulse_meter"',
       'sensor[0].bus: no [[bus]] named "x"']),
     ("sensor keys missing", GATEWAY + "[[sensor]]\n",
      ["sensor[0].id: is required", "sensor[0].driver: is required", "sensor[0].bus: is required"]),
     ("sensor id pattern", GATEWAY + '[[sensor]]\nid = "-pressure"\ndriver = "x"\nbus = "y"\n',
      ['sensor[0].id: expected 1 to 64 characters of a-z, 0-9, "_" and "-", starting with a letter or digit, '
       'got "-pressure"',
-      'sensor[0].driver: unknown driver "x"; known drivers: "modbus_pressure", "pulse_meter"',
+      'sensor[0].driver: unknown driver "x"; known drivers: "modbus", "modbus_pressure", "pulse_meter"',
       'sensor[0].bus: no [[bus]] named "y"']),
     ("sensor bus typo", GATEWAY + '[[bus]]\nname = "rs485-1"\nkind = "usb"\n'
      '[[sensor]]\nid = "p"\ndriver = "x"\nbus = "rs458-1"\n',
      ['bus[0].kind: unknown bus kind "usb"; expected one of "gpio", "i2c", "serial"',
-      'sensor[0].driver: unknown driver "x"; known drivers: "modbus_pressure", "pulse_meter"',
+      'sensor[0].driver: unknown driver "x"; known drivers: "modbus", "modbus_pressure", "pulse_meter"',
       'sensor[0].bus: no [[bus]] named "rs458-1"; did you mean "rs485-1"?']),
 ]
 

@@ -1,9 +1,11 @@
 """Fire-water pressure transmitter on RS-485, Modbus RTU, common Chinese register map.
 
-Holding registers (see README.md for the source): 0x0002 pressure unit code,
-0x0003 decimal places, 0x0004 measured value as signed 16-bit. The driver
-reads the registers it needs — in one request when they are contiguous —
-and publishes ``pressure`` in MPa whatever unit the transmitter is set to.
+A preset of the general :mod:`drivers.modbus` driver: its keys say where the
+registers are, and the preset turns them into a register map — holding
+registers 0x0002 pressure unit code, 0x0003 decimal places, 0x0004 measured
+value as signed 16-bit (see README.md for the source). The general driver
+reads them, in one request when they are contiguous; the preset publishes
+``pressure`` in MPa whatever unit the transmitter is set to.
 
 >>> to_mpa(raw=350, decimals=3, unit_code=0)      # 0.350 MPa
 0.35
@@ -11,6 +13,8 @@ and publishes ``pressure`` in MPa whatever unit the transmitter is set to.
 -0.0125
 >>> to_mpa(raw=1450, decimals=1, unit_code=6)     # 145.0 psi
 0.99974
+>>> [(p.quantity, p.register, p.type) for p in ModbusPressure.points_for({"address": 1, "value_register": 4})]
+[('pressure', 4, 'int16'), ('unit_code', 2, 'uint16')]
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from drivers.base import Bus, Driver, Measurement
-from drivers.codecs.modbus import MAX_REGISTERS, ModbusException, read_registers
-from drivers.errors import DeviceFault, DriverError, FrameError, TransportTimeout
+from drivers.base import Measurement
+from drivers.errors import DeviceFault
+from drivers.modbus import Modbus
+from drivers.modbus.registers import Point, Words
 from drivers.options import Option, validate_options
-from drivers.retry import attempts_for, with_retries
 
 #: Unit code in register 0x0002 → (symbol, MPa per unit). Codes 0–8 as in the
 #: vendor manual; factors from the SI definitions (kgf = 9.80665 N,
@@ -44,9 +48,6 @@ MAX_DECIMALS = 4
 DEFAULT_UNIT_REGISTER = 2
 DEFAULT_DECIMALS_REGISTER = 3
 
-# A device busy with itself answers the next try; other exceptions are definite.
-_RETRYABLE_EXCEPTION_CODES = (5, 6)  # acknowledge, server device busy
-
 
 def to_mpa(raw: int, decimals: int, unit_code: int) -> float:
     """Convert a transmitter reading to MPa, rounded one digit below its resolution.
@@ -63,31 +64,12 @@ def to_mpa(raw: int, decimals: int, unit_code: int) -> float:
     return round(raw * factor / 10**decimals, digits)
 
 
-def _signed16(value: int) -> int:
-    return value - 0x10000 if value & 0x8000 else value
-
-
-def _contiguous_runs(registers: list[int]) -> list[tuple[int, int]]:
-    """``[(start, count), …]`` covering the sorted distinct registers without gaps.
-
-    >>> _contiguous_runs([4, 2, 3, 10])
-    [(2, 3), (10, 1)]
-    """
-    runs: list[tuple[int, int]] = []
-    for register in sorted(set(registers)):
-        if runs and runs[-1][0] + runs[-1][1] == register and runs[-1][1] < MAX_REGISTERS:
-            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-        else:
-            runs.append((register, 1))
-    return runs
-
-
-class ModbusPressure(Driver):
+class ModbusPressure(Modbus):
     """A Modbus RTU pressure transmitter; ``read()`` returns one ``pressure`` in MPa."""
 
     name = "modbus_pressure"
-    bus_kind = "serial"
     quantities = ("pressure",)
+    max_decimals = MAX_DECIMALS
     options = {
         "address": Option("int", required=True, min=1, max=247, help="Modbus unit id of the transmitter"),
         "value_register": Option("int", default=4, min=0, max=65535, help="register of the signed value"),
@@ -126,63 +108,40 @@ class ModbusPressure(Driver):
             seen.setdefault(register, key)
         return problems
 
-    def __init__(self, sensor_id: str, options: dict[str, Any], bus: Bus):
-        defaults, _ = validate_options(self.options, {})
-        merged = {**defaults, **options}
-        problems = self.check_options(merged)
-        if problems:
-            raise ValueError("; ".join(f"{key}: {message}" for key, message in problems))
-        super().__init__(sensor_id, merged, bus)
-        self.unit_id: int = merged["address"]
-        self.function: int = merged["function"]
-        self.retries: int = merged["retries"]
-        self.registers = _register_map(merged)
-        self._runs = _contiguous_runs(list(self.registers.values()))
+    @classmethod
+    def quantities_for(cls, options: dict[str, Any]) -> tuple[str, ...]:
+        return cls.quantities
+
+    @classmethod
+    def points_for(cls, values: dict[str, Any]) -> list[Point]:
+        """The register map these keys describe: the signed value with its decimals, and the unit code."""
+        defaults, _ = validate_options(cls.options, {})
+        values = {**defaults, **values}
+        registers = _register_map(values)
+        table = "holding" if values["function"] == 3 else "input"
+        points = [Point("pressure", "MPa", registers["value_register"], "int16", table=table,
+                        decimals=values["decimals"], decimals_register=registers.get("decimals_register"))]
+        if "unit_register" in registers:
+            points.append(Point("unit_code", "1", registers["unit_register"], "uint16", table=table))
+        return points
 
     def read(self) -> list[Measurement]:
-        values: dict[int, int] = {}
-        for start, count in self._runs:
-            values.update(zip(range(start, start + count), self._read_run(start, count), strict=True))
-        raw = _signed16(values[self.registers["value_register"]])
-        decimals = self._decimals(values)
-        unit_code = self._unit_code(values)
-        return [Measurement("pressure", to_mpa(raw, decimals, unit_code), "MPa")]
+        words = self.read_words()
+        pressure = self.points[0]
+        raw = pressure.raw(words)
+        return [Measurement("pressure", to_mpa(raw, self.decimals(pressure, words), self._unit_code(words)), "MPa")]
 
-    def _decimals(self, values: dict[int, int]) -> int:
-        if self.config["decimals"] is not None:
-            return self.config["decimals"]
-        register = self.registers["decimals_register"]
-        decimals = values[register]
-        if decimals > MAX_DECIMALS:
-            raise DeviceFault(
-                f"device {self.unit_id} reports {decimals} decimal places in register 0x{register:04X};"
-                f" expected 0–{MAX_DECIMALS} — check decimals_register")
-        return decimals
-
-    def _unit_code(self, values: dict[int, int]) -> int:
+    def _unit_code(self, words: Words) -> int:
         if self.config["unit"] is not None:
             return UNIT_CODES[self.config["unit"]]
-        register = self.registers["unit_register"]
-        code = values[register]
+        point = self.points[1]
+        code = point.raw(words)
         if code not in UNITS:
             known = ", ".join(f"{c} {symbol}" for c, (symbol, _) in UNITS.items())
             raise DeviceFault(
-                f"device {self.unit_id} reports unknown pressure unit code {code} in register 0x{register:04X}"
+                f"device {self.unit_id} reports unknown pressure unit code {code} in register 0x{point.register:04X}"
                 f" (known: {known}) — set unit = \"…\" if its manual differs")
         return code
-
-    def _read_run(self, start: int, count: int) -> list[int]:
-        return with_retries(
-            lambda: read_registers(self.bus, self.unit_id, start, count, self.function),
-            attempts_for(self, self.retries),
-            _retryable,
-        )
-
-
-def _retryable(exc: DriverError) -> bool:
-    if isinstance(exc, ModbusException):
-        return exc.code in _RETRYABLE_EXCEPTION_CODES
-    return isinstance(exc, (TransportTimeout, FrameError))
 
 
 def _register_map(values: dict[str, Any]) -> dict[str, int]:
