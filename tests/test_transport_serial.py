@@ -301,3 +301,15 @@ def test_documentation_examples_hold(module):
     results = doctest.testmod(module)
     assert results.attempted > 0
     assert results.failed == 0
+
+
+def test_a_read_with_its_own_timeout_works_on_a_tty_that_drops_parity(pty):
+    # A pseudo-terminal silently drops PARENB and refuses it when the configuration is applied
+    # again; a per-read timeout must not re-apply it (M-Bus and CJ/T 188 lines are 8E1).
+    bus = make_bus(pty.path, baudrate=2400, parity="E", timeout="500ms")
+    with bus:
+        assert bus.read(3, timeout=0.05) == b""
+        pty.write(b"abc")
+        assert bus.read(3, timeout=1.0) == b"abc"
+        pty.write(b"de")
+        assert bus.read(2) == b"de"

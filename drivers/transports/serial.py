@@ -206,15 +206,25 @@ class SerialBus(Bus):
         timeout = self.timeout if timeout is None else max(timeout, 0.0)
         try:
             if timeout != self._read_timeout:
-                # Changing the timeout reconfigures the tty: only do it when it really changes.
-                port.timeout = timeout
-                self._read_timeout = timeout
+                self._set_read_timeout(port, timeout)
             data = port.read(n)
         except _PORT_ERRORS as exc:
             raise self._failed("reading", exc) from exc
         if data:
             self._quiet_since = time.monotonic()
         return data
+
+    def _set_read_timeout(self, port: serial.SerialBase, timeout: float) -> None:
+        # pyserial's timeout setter re-applies the whole termios configuration, although its
+        # POSIX and URL ports time reads with select() and never put the timeout into termios.
+        # Re-applying fails on ttys that drop settings they do not support (a pseudo-terminal
+        # drops PARENB, then refuses it the second time with EINVAL), so only the attribute the
+        # read loop consults is changed where the port has it.
+        if hasattr(port, "_timeout"):
+            port._timeout = timeout
+        else:
+            port.timeout = timeout
+        self._read_timeout = timeout
 
     def read_exact(self, n: int, timeout: float | None = None) -> bytes:
         """Exactly ``n`` bytes, or :class:`ReadTimeout` saying how many arrived in time."""
