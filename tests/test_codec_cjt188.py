@@ -100,6 +100,72 @@ def test_published_request_missing_its_control_byte_is_rejected_as_truncated():
     assert repaired == read_data_request("00000805000001", ser=0, di_order="2018", preamble=0)
 
 
+@pytest.mark.parametrize(("name", "expected"), [
+    ("aixiwang_read_data_reply_2004",
+     dict(address="00000000000012", di_order="2004", ser=0, volume_m3=1000.1, settlement_volume_m3=1000.1,
+          clock=None, st=(0x00, 0xFF))),
+    ("published_reply_unfilled_settlement_and_clock",
+     dict(address="78331505104145", di_order="2004", ser=0xAA, volume_m3=5959.0, settlement_volume_m3=None,
+          clock=None, st=(0x00, 0x00))),
+    ("published_reply_2004_bad_clock",
+     dict(address="00201809230001", di_order="2004", ser=1, volume_m3=0.6, settlement_volume_m3=0.6,
+          clock=None, st=(0x00, 0x00))),
+    ("published_reply_2004_zero_clock",
+     dict(address="00000010000192", di_order="2004", ser=1, volume_m3=2222.0, settlement_volume_m3=0.0,
+          clock=None, st=(0x00, 0x00))),
+    ("published_reply_2004_status_23",
+     dict(address="00924040000018", di_order="2004", ser=0, volume_m3=0.29, settlement_volume_m3=0.29,
+          clock=None, st=(0x00, 0x23))),
+    ("published_reply_2004_with_clock",
+     dict(address="00201510270588", di_order="2004", ser=1, volume_m3=0.0, settlement_volume_m3=0.0,
+          clock="2017-01-09T17:20:06", st=(0x00, 0x00))),
+    ("published_reply_2018_ser_04",
+     dict(address="78330007061326", di_order="2018", ser=4, volume_m3=68.0, settlement_volume_m3=0.0,
+          clock=None, st=(0x00, 0x00))),
+    ("published_reply_2018_with_clock",
+     dict(address="00201707010069", di_order="2018", ser=2, volume_m3=0.0, settlement_volume_m3=0.0,
+          clock="2017-08-19T16:54:59", st=(0x13, 0x01))),
+    ("published_reply_2018_zero",
+     dict(address="00001811775450", di_order="2018", ser=0, volume_m3=0.0, settlement_volume_m3=0.0,
+          clock=None, st=(0x00, 0x00))),
+])
+def test_more_published_replies(name, expected):
+    reading = decode_read_data_reply(published(name))
+    got = dict(address=reading.address, di_order=reading.di_order, ser=reading.ser, volume_m3=reading.volume_m3,
+               settlement_volume_m3=reading.settlement_volume_m3, clock=reading.clock,
+               st=(reading.status.st0, reading.status.st1))
+    assert got == expected
+    assert reading.meter_type == 0x10
+
+
+def test_more_published_requests_are_what_our_builders_send():
+    assert read_data_request("00000000000012", ser=0, di_order="2004", preamble=0) == \
+        published("aixiwang_read_data_request_2004")
+    assert read_data_request("00201510270588", ser=1, di_order="2004", preamble=0) == \
+        published("published_request_2004_ser_01")
+    assert read_data_request("AAAAAAAAAAAAAA", ser=0xAA, di_order="2004", preamble=2) == \
+        published("published_request_broadcast_read_data")
+    assert read_address_request(preamble=4) == published("aixiwang_read_address_request")
+
+
+def test_more_published_address_replies():
+    assert decode_read_address_reply(published("aixiwang_read_address_reply"), di_order="2004") == "00000000000012"
+    # Meter type AA in the answer and the DI in the 2018 order.
+    frame = published("published_read_address_reply_type_aa_2018")
+    assert decode_read_address_reply(frame) == "00000805000001"
+    assert parse_frame(frame).meter_type_name == "type_0xAA"
+    with pytest.raises(FrameError, match="2004 byte order"):
+        decode_read_address_reply(frame, di_order="2004")
+
+
+def test_malformed_published_frames_are_rejected():
+    with pytest.raises(FrameError, match="6 FE wake-up bytes") as caught:
+        parse_frame(published("published_reply_six_fe"))
+    assert caught.value.offset == 4
+    with pytest.raises(FrameError, match="truncated"):  # five address bytes: its L is read from the DI
+        parse_frame(published("published_reply_address_five_bytes"))
+
+
 # --- addresses, requests, framing ------------------------------------------------------------------------------
 
 def test_address_a0_is_least_significant():
@@ -277,10 +343,13 @@ def test_unit_table_families(code, base, factor):
     assert cjt188.UNITS[code].factor == pytest.approx(factor)
 
 
-def test_unknown_unit_code_is_a_frame_error_at_the_unit_byte():
+def test_unknown_unit_code_of_the_volume_is_a_frame_error_at_the_unit_byte():
     with pytest.raises(FrameError, match="unknown unit code 2F") as caught:
-        decode_read_data_reply(reply(water_payload(settlement_unit=0x2F)))
-    assert caught.value.offset == 2 + 11 + 12
+        decode_read_data_reply(reply(water_payload(unit=0x2F)))
+    assert caught.value.offset == 2 + 11 + 7
+    # The settlement volume with a unit nobody knows is left out; the current volume still counts.
+    reading = decode_read_data_reply(reply(water_payload(settlement_unit=0x2F)))
+    assert (reading.settlement_volume, reading.settlement_volume_unit, reading.volume_m3) == (None, "", 556677.0)
 
 
 def test_non_bcd_volume_is_a_frame_error_at_the_bad_byte():
@@ -289,10 +358,17 @@ def test_non_bcd_volume_is_a_frame_error_at_the_bad_byte():
     assert caught.value.offset == 2 + 11 + 3 + 2
 
 
-def test_invalid_clock_is_a_frame_error():
-    with pytest.raises(FrameError, match="not a valid date/time") as caught:
-        decode_read_data_reply(reply(water_payload(clock="00 00 00 31 02 26 20")))
-    assert caught.value.offset == 2 + 11 + 13
+@pytest.mark.parametrize("clock", ["00 00 00 31 02 26 20", "ff ff ff ff ff ff ff", "60 20 20 00 00 00 00"])
+def test_a_clock_that_is_no_date_reads_as_none_and_the_volume_still_decodes(clock):
+    # 31 February, an unfilled clock, second 60: a meter without a working clock still measures water.
+    reading = decode_read_data_reply(reply(water_payload(clock=clock)))
+    assert (reading.clock, reading.volume_m3) == (None, 556677.0)
+
+
+def test_an_unfilled_settlement_volume_is_none_and_the_volume_still_decodes():
+    reading = decode_read_data_reply(reply(water_payload(settlement="ff ff ff ff", settlement_unit=0xFF)))
+    assert (reading.settlement_volume, reading.settlement_volume_m3) == (None, None)
+    assert (reading.volume, reading.volume_m3) == (556677.0, 556677.0)
 
 
 @pytest.mark.parametrize(("st0", "valve", "battery_low"), [

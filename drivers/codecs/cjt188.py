@@ -66,37 +66,41 @@ READ_ADDRESS_REPLY_LENGTH = 3
 
 @dataclass(frozen=True)
 class Unit:
-    """A CJ/T 188 unit code: its symbol, and how to bring a value to the base unit of its quantity."""
+    """A CJ/T 188 unit code: its symbol, and how to bring a value to the base unit of its quantity.
+
+    ``name`` is the symbol in plain ASCII (``m3``, ``L*10``), for JSON and logs.
+    """
 
     symbol: str
     quantity: str
     base: str
     factor: float
+    name: str = ""
 
 
 # CJ/T 188 unit-code table. Codes step by one per decade within a family (Wh 02 … MWh×100 0A),
 # which is where L×10/L×100 (2A/2B) and m³×10/m³×100 (2D/2E) sit.
 UNITS = {
-    0x01: Unit("J", "energy", "kWh", 1 / 3_600_000),
-    0x02: Unit("Wh", "energy", "kWh", 0.001),
-    0x05: Unit("kWh", "energy", "kWh", 1.0),
-    0x08: Unit("MWh", "energy", "kWh", 1000.0),
-    0x0A: Unit("MWh×100", "energy", "kWh", 100_000.0),
-    0x0B: Unit("kJ", "energy", "kWh", 1 / 3600),
-    0x0E: Unit("MJ", "energy", "kWh", 1 / 3.6),
-    0x11: Unit("GJ", "energy", "kWh", 1000 / 3.6),
-    0x13: Unit("GJ×100", "energy", "kWh", 100_000 / 3.6),
-    0x14: Unit("W", "power", "kW", 0.001),
-    0x17: Unit("kW", "power", "kW", 1.0),
-    0x1A: Unit("MW", "power", "kW", 1000.0),
-    0x29: Unit("L", "volume", "m3", 0.001),
-    0x2A: Unit("L×10", "volume", "m3", 0.01),
-    0x2B: Unit("L×100", "volume", "m3", 0.1),
-    0x2C: Unit("m³", "volume", "m3", 1.0),
-    0x2D: Unit("m³×10", "volume", "m3", 10.0),
-    0x2E: Unit("m³×100", "volume", "m3", 100.0),
-    0x32: Unit("L/h", "flow", "m3/h", 0.001),
-    0x35: Unit("m³/h", "flow", "m3/h", 1.0),
+    0x01: Unit("J", "energy", "kWh", 1 / 3_600_000, "J"),
+    0x02: Unit("Wh", "energy", "kWh", 0.001, "Wh"),
+    0x05: Unit("kWh", "energy", "kWh", 1.0, "kWh"),
+    0x08: Unit("MWh", "energy", "kWh", 1000.0, "MWh"),
+    0x0A: Unit("MWh×100", "energy", "kWh", 100_000.0, "MWh*100"),
+    0x0B: Unit("kJ", "energy", "kWh", 1 / 3600, "kJ"),
+    0x0E: Unit("MJ", "energy", "kWh", 1 / 3.6, "MJ"),
+    0x11: Unit("GJ", "energy", "kWh", 1000 / 3.6, "GJ"),
+    0x13: Unit("GJ×100", "energy", "kWh", 100_000 / 3.6, "GJ*100"),
+    0x14: Unit("W", "power", "kW", 0.001, "W"),
+    0x17: Unit("kW", "power", "kW", 1.0, "kW"),
+    0x1A: Unit("MW", "power", "kW", 1000.0, "MW"),
+    0x29: Unit("L", "volume", "m3", 0.001, "L"),
+    0x2A: Unit("L×10", "volume", "m3", 0.01, "L*10"),
+    0x2B: Unit("L×100", "volume", "m3", 0.1, "L*100"),
+    0x2C: Unit("m³", "volume", "m3", 1.0, "m3"),
+    0x2D: Unit("m³×10", "volume", "m3", 10.0, "m3*10"),
+    0x2E: Unit("m³×100", "volume", "m3", 100.0, "m3*100"),
+    0x32: Unit("L/h", "flow", "m3/h", 0.001, "L/h"),
+    0x35: Unit("m³/h", "flow", "m3/h", 1.0, "m3/h"),
 }
 
 
@@ -175,10 +179,14 @@ class WaterReading:
     volume: float
     volume_unit: str
     volume_m3: float | None
-    settlement_volume: float
+    #: ``None`` (and ``settlement_volume_m3`` too) when the meter fills the field with non-BCD bytes
+    #: (``FF FF FF FF``) or an unknown unit code: meters without a settlement day do, and their
+    #: current volume is still good.
+    settlement_volume: float | None
     settlement_volume_unit: str
     settlement_volume_m3: float | None
-    #: ISO 8601 local time of the meter, or None when the meter sends an unset (all-zero) clock.
+    #: ISO 8601 local time of the meter, or None when the meter sends an unset (all-zero) clock or
+    #: one that is no date (``FF``…, second 60): a meter without a working clock still reads volume.
     clock: str | None
     status: Status
 
@@ -359,14 +367,19 @@ def detect_di_order(data: bytes, di: int, di_order: str = "auto", offset: int = 
     raise FrameError(f"reply DI {data[:2].hex(' ')} is not {di:04X} in {wanted}", offset=offset)
 
 
-def _clock(data: bytes, offset: int) -> str | None:
-    if not any(data):
+def meter_clock(data: bytes) -> str | None:
+    """The 7-byte BCD clock (ss mm hh DD MM YY CC) as ISO 8601, or ``None`` when it is unset or not a date.
+
+    >>> meter_clock(bytes.fromhex("31 01 22 11 05 15 20")), meter_clock(bytes(7)), meter_clock(bytes.fromhex("ff" * 7))
+    ('2015-05-11T22:01:31', None, None)
+    """
+    if len(data) != 7 or not any(data):
         return None
-    second, minute, hour, day, month, year_low, century = (_bcd_byte(b, offset + i) for i, b in enumerate(data))
     try:
+        second, minute, hour, day, month, year_low, century = (_bcd_byte(b, 0) for b in data)
         return datetime(100 * century + year_low, month, day, hour, minute, second).isoformat()
-    except ValueError as error:
-        raise FrameError(f"meter clock {data.hex(' ')} is not a valid date/time: {error}", offset=offset) from None
+    except (FrameError, ValueError):
+        return None
 
 
 def decode_status(st0: int, st1: int, mapping: StatusMapping = StatusMapping()) -> Status:
@@ -391,6 +404,14 @@ def _volume(data: bytes, offset: int) -> tuple[float, str, float | None]:
     return value, unit.symbol, (round(value * unit.factor, 6) if unit.quantity == "volume" else None)
 
 
+def _settlement(data: bytes, offset: int) -> tuple[float | None, str, float | None]:
+    """Like :func:`_volume`, but a field the meter leaves unfilled (non-BCD, or no unit we know) is ``None``."""
+    unit = UNITS.get(data[4])
+    if unit is None or not all(b >> 4 <= 9 and b & 0x0F <= 9 for b in data[:4]):
+        return None, unit.symbol if unit else "", None
+    return _volume(data, offset)
+
+
 def decode_read_data_reply(
     raw: bytes,
     address: str | None = None,
@@ -413,7 +434,7 @@ def decode_read_data_reply(
     if ser is not None and data[2] != ser:
         raise FrameError(f"reply SER {data[2]} does not match request SER {ser}", offset=at + 2)
     volume, volume_unit, volume_m3 = _volume(data[3:8], at + 3)
-    settlement, settlement_unit, settlement_m3 = _volume(data[8:13], at + 8)
+    settlement, settlement_unit, settlement_m3 = _settlement(data[8:13], at + 8)
     return WaterReading(
         meter_type=frame.meter_type,
         address=frame.address,
@@ -426,7 +447,7 @@ def decode_read_data_reply(
         settlement_volume=settlement,
         settlement_volume_unit=settlement_unit,
         settlement_volume_m3=settlement_m3,
-        clock=_clock(data[13:20], at + 13),
+        clock=meter_clock(data[13:20]),
         status=decode_status(data[20], data[21], status_mapping),
     )
 
