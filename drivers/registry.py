@@ -15,6 +15,8 @@ from importlib.metadata import entry_points
 from drivers.base import Bus, Driver
 
 DRIVERS: dict[str, str] = {
+    "cjt188_meter": "drivers.cjt188_meter:Cjt188Meter",
+    "mbus_meter": "drivers.mbus_meter:MbusMeter",
     "modbus": "drivers.modbus:Modbus",
     "modbus_pressure": "drivers.modbus_pressure:ModbusPressure",
     "pulse_meter": "drivers.pulse_meter:PulseMeter",

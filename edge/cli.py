@@ -15,6 +15,8 @@ import sys
 import zoneinfo
 from typing import Sequence
 
+from drivers.codecs.cjt188 import METER_TYPE_CODES
+from drivers.transports.serial import STANDARD_BAUDRATES
 from edge import __version__
 from edge.config import DEFAULT_PATH, load_config
 from edge.errors import LinliError
@@ -181,6 +183,122 @@ def cmd_decode(args) -> int:
     return EX_OK
 
 
+def _print_probe(result) -> None:
+    """The probe as a short table on stdout; what went wrong on stderr."""
+    from edge.decode import rows
+    from edge.probe import hex_dump
+
+    print(f"{_('port'):<10}{result.port}  ({result.line})")
+    for number, exchange in enumerate(result.exchanges, 1):
+        last = number == len(result.exchanges)
+        print(f"{_('sent'):<10}{exchange.request.hex(' ')}  " + _("at {ms} ms").format(ms=exchange.at_ms))
+        if not exchange.answer:
+            print(f"{_('answer'):<10}" + _colour(_("none"), "31"))
+            continue
+        print(f"{_('answer'):<10}" + _("{count} bytes, first after {first} ms, last after {last} ms").format(
+            count=len(exchange.answer), first=exchange.first_byte_ms, last=exchange.last_byte_ms))
+        for line in hex_dump(bytes(exchange.answer), result.offset if last else None):
+            print(" " * 10 + line)
+    if result.decoded is not None:
+        print(_("decoded"))
+        table = rows(result.decoded)
+        width = max(len(field) for field, _value in table)
+        for field, value in table:
+            print(f"  {field:<{width}}  {value}")
+    if result.error is not None:
+        where = "" if result.offset is None else _(" (at byte {offset})").format(offset=result.offset)
+        print(_colour(_("error"), "31", sys.stderr) + f": {result.error}{where}", file=sys.stderr)
+    if result.suspects:
+        print(_("usual suspects, most likely first:"), file=sys.stderr)
+        for suspect in result.suspects:
+            print(f"  - {suspect}", file=sys.stderr)
+
+
+def cmd_probe(args) -> int:
+    from edge.probe import probe_serial
+
+    result = probe_serial(args.port, args.protocol, address=args.address, baudrate=args.baudrate,
+                          parity=args.parity, timeout=args.timeout, register=args.register, count=args.count,
+                          function=args.function, di_order=args.di_order, meter_type=args.meter_type)
+    if args.json:
+        print(json.dumps(result.as_json(), ensure_ascii=False))
+    else:
+        _print_probe(result)
+    return result.exit_code
+
+
+def cmd_scan_mbus(args) -> int:
+    import time
+
+    from edge.probe import EX_DATAERR, EX_UNAVAILABLE, mbus_answer_timeout, open_bus, scan_mbus, scan_range
+
+    addresses = scan_range(args.first, args.last)
+    timeout = args.timeout or mbus_answer_timeout(args.baudrate)
+    bus = open_bus(args.port, "mbus", args.baudrate, args.parity, timeout)
+    progress = sys.stderr.isatty()
+    found, collisions, scanned, interrupted = [], [], 0, False
+    started = time.monotonic()
+    if not args.json:
+        print(f"{_('address'):<9}{_('id'):<10}{_('maker'):<7}{_('medium'):<12}{_('version')}")
+    try:
+        for result in scan_mbus(bus, addresses):
+            scanned += 1
+            if progress:
+                print("\r\033[K" + _("scanning address {address} ({done} of {total})").format(
+                    address=result.address, done=scanned, total=len(addresses)), end="", file=sys.stderr, flush=True)
+            if result.state == "silent":
+                continue
+            (found if result.state == "found" else collisions).append(result)
+            if args.json:
+                continue
+            if progress:
+                print("\r\033[K", end="", file=sys.stderr, flush=True)
+            if result.state == "found":
+                print(f"{result.address:<9}{result.id or '-':<10}{result.manufacturer or '-':<7}"
+                      f"{result.medium or '-':<12}{'-' if result.version is None else result.version}"
+                      + (f"  {result.error}" if result.error else ""))
+            else:
+                print(f"{result.address:<9}" + _colour(_("collision"), "33") + f": {result.error}")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if progress:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+    elapsed = round(time.monotonic() - started, 1)
+    if args.json:
+        print(json.dumps({"port": args.port, "from": args.first, "to": args.last, "scanned": scanned,
+                          "found": [r.as_json() for r in found], "collisions": [r.as_json() for r in collisions],
+                          "elapsed_s": elapsed, "interrupted": interrupted}, ensure_ascii=False))
+    else:
+        if interrupted:
+            print(_("interrupted after {scanned} of {total} addresses").format(scanned=scanned, total=len(addresses)))
+        print(ngettext("{count} meter found in {seconds} s (addresses {first}–{last})",
+                       "{count} meters found in {seconds} s (addresses {first}–{last})", len(found)).format(
+            count=len(found), seconds=elapsed, first=args.first, last=args.last))
+    if interrupted:
+        return EX_INTERRUPTED
+    return EX_OK if found else EX_DATAERR if collisions else EX_UNAVAILABLE
+
+
+def cmd_scan_cjt188(args) -> int:
+    from edge.probe import open_bus, scan_cjt188
+
+    result = scan_cjt188(open_bus(args.port, "cjt188", args.baudrate, args.parity, args.timeout), args.di_order)
+    if args.json:
+        print(json.dumps(result.as_json(), ensure_ascii=False))
+    elif result.error is None:
+        print(f"{_('address'):<12}{result.address}")
+        print(f"{_('meter type'):<12}{result.meter_type}")
+        print(f"{_('edition'):<12}{result.di_order}")
+    if result.error is not None and not args.json:
+        print(_colour(_("error"), "31", sys.stderr) + f": {result.error}", file=sys.stderr)
+        if result.suspects:
+            print(_("usual suspects, most likely first:"), file=sys.stderr)
+            for suspect in result.suspects:
+                print(f"  - {suspect}", file=sys.stderr)
+    return result.exit_code
+
+
 def cmd_version(args) -> int:
     print(f"linli-edge {__version__}")
     return EX_OK
@@ -198,6 +316,45 @@ value is a number, true or false. Timers fire at their due times between rows; a
 the last row the clock stops. Exit status 0, 65 for a bad trace, 66 when it is missing.
 example: linli replay --config edge.toml meter-week.csv --json
 """)
+
+PROBE_EPILOG = _("""examples:
+  linli probe serial /dev/ttyUSB0 --protocol mbus
+      REQ_UD2 to address 254, which any single meter answers
+  linli probe serial /dev/ttyUSB0 --protocol mbus --address 12345678
+      select the meter by its secondary id, then REQ_UD2 to address 253
+  linli probe serial /dev/ttyUSB0 --protocol cjt188
+      read the address of the one meter connected, by broadcast
+  linli probe serial /dev/ttyUSB0 --protocol cjt188 --address 00000805000001
+      read that meter's water data (DI 901F)
+  linli probe serial /dev/ttyUSB1 --protocol modbus --address 1 --count 7 --json
+Times count from the moment the request is handed to the port, so they include
+the request's own time on the wire.
+exit status 0 answered and decoded, 65 a garbled answer, 69 no answer, 74 the port failed
+""")
+
+SCAN_MBUS_EPILOG = _("""SND_NKE to each address in turn; where a meter acknowledges, REQ_UD2 names it
+(id, manufacturer, medium). A garbled answer is shown as a collision: two meters
+share that address (or the line is noisy). Ctrl-C prints what was found so far.
+example: linli scan mbus /dev/ttyUSB0 --from 1 --to 20
+exit status 0 when a meter was found, 65 only collisions, 69 none, 74 the port failed, 130 interrupted
+""")
+
+SCAN_CJT188_EPILOG = _("""Every meter answers a broadcast, so connect only ONE meter: with two or more the
+answers collide.
+example: linli scan cjt188 /dev/ttyUSB0 --json
+exit status 0 found, 65 a garbled answer, 69 no answer, 74 the port failed
+""")
+
+
+def _seconds(text: str) -> float:
+    """A timeout on the command line: 0.01 to 60 seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.01 <= value <= 60:
+        raise argparse.ArgumentTypeError(_("{value!r} is not a time between 0.01 and 60 seconds").format(value=text))
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +423,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hex", nargs="+", metavar="HEX", help=_("the frame's bytes in hex; spaces allowed"))
     p.add_argument("--json", action="store_true", help=_("machine-readable output"))
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("probe", help=_("send one request to a device and show the bytes both ways"))
+    probe_sub = p.add_subparsers(dest="probe_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    c = probe_sub.add_parser("serial", help=_("one request on a serial port: raw bytes, timing, decoded answer"),
+                             epilog=PROBE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("port", metavar="PORT", help=_("serial device, e.g. /dev/ttyUSB0"))
+    c.add_argument("--protocol", required=True, choices=("mbus", "cjt188", "modbus"))
+    c.add_argument("--address", metavar="A", help=_("M-Bus: 0–250, 254 or an 8-digit secondary id; CJ/T 188: "
+                                                    "14 digits; Modbus: unit 1–247"))
+    c.add_argument("--baudrate", type=int, choices=STANDARD_BAUDRATES, metavar="B",
+                   help=_("line speed (default: 2400 for mbus and cjt188, 9600 for modbus)"))
+    c.add_argument("--parity", choices=("N", "E", "O"), help=_("default: E for mbus and cjt188, N for modbus"))
+    c.add_argument("--timeout", type=_seconds, default=1.0, metavar="SECONDS",
+                   help=_("how long to wait for the first answer byte (default: %(default)s)"))
+    c.add_argument("--register", type=int, help=_("Modbus: first register to read (default: 0)"))
+    c.add_argument("--count", type=int, help=_("Modbus: how many registers (default: 1)"))
+    c.add_argument("--function", type=int, choices=(3, 4),
+                   help=_("Modbus: 3 holding or 4 input registers (default: 3)"))
+    c.add_argument("--di-order", choices=("2004", "2018"), help=_("CJ/T 188: byte order of the DI (default: 2004)"))
+    c.add_argument("--meter-type", choices=tuple(METER_TYPE_CODES), metavar="TYPE",
+                   help=_("CJ/T 188: meter type asked for: {types} (default: cold_water)").format(
+                       types=", ".join(METER_TYPE_CODES)))
+    c.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    c.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("scan", help=_("find the meters on a serial line"))
+    scan_sub = p.add_subparsers(dest="scan_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    c = scan_sub.add_parser("mbus", help=_("find M-Bus primary addresses (SND_NKE to each, REQ_UD2 where one answers)"),
+                            epilog=SCAN_MBUS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("port", metavar="PORT", help=_("serial device, e.g. /dev/ttyUSB0"))
+    c.add_argument("--from", dest="first", type=int, default=0, metavar="ADDRESS",
+                   help=_("first address (default: %(default)s, where new meters usually sit)"))
+    c.add_argument("--to", dest="last", type=int, default=250, metavar="ADDRESS",
+                   help=_("last address (default: %(default)s)"))
+    c.add_argument("--baudrate", type=int, choices=STANDARD_BAUDRATES, default=2400, metavar="B",
+                   help=_("line speed (default: %(default)s)"))
+    c.add_argument("--parity", choices=("N", "E", "O"), default="E", help=_("default: %(default)s"))
+    c.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help=_("wait per address (default: what EN 13757-2 allows at the baud rate, 0.24 s at 2400)"))
+    c.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    c.set_defaults(func=cmd_scan_mbus)
+    c = scan_sub.add_parser("cjt188", help=_("read the address of the one CJ/T 188 meter connected, by broadcast"),
+                            epilog=SCAN_CJT188_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("port", metavar="PORT", help=_("serial device, e.g. /dev/ttyUSB0"))
+    c.add_argument("--di-order", choices=("2004", "2018", "auto"), default="auto",
+                   help=_("edition to ask in; auto tries 2004, then 2018 (default: %(default)s)"))
+    c.add_argument("--baudrate", type=int, choices=STANDARD_BAUDRATES, default=2400, metavar="B",
+                   help=_("line speed (default: %(default)s)"))
+    c.add_argument("--parity", choices=("N", "E", "O"), default="E", help=_("default: %(default)s"))
+    c.add_argument("--timeout", type=_seconds, default=1.0, metavar="SECONDS",
+                   help=_("how long to wait for the first answer byte (default: %(default)s)"))
+    c.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    c.set_defaults(func=cmd_scan_cjt188)
 
     p = sub.add_parser("version", help=_("print the version"))
     p.set_defaults(func=cmd_version)

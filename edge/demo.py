@@ -1,10 +1,19 @@
 """``linli demo``: simulated devices -> the real agent -> a real local MQTT broker -> your screen.
 
-What runs: a Modbus RTU pressure transmitter (pymodbus's server on one end of a
-pseudo-terminal, the agent's serial bus on the other) whose pressure dips
-below the sprinkler floor for a while, and a reed-switch water meter whose
-pulses drive a gpiozero mock pin. The agent is the same code as ``linli run``;
-the stream printed is what a central subscriber receives.
+What runs, all behind pseudo-terminals and gpiozero's mock pins, read by the
+same agent as ``linli run``:
+
+- the pump room: a Modbus RTU pressure transmitter (pymodbus's server) whose
+  pressure dips below the sprinkler floor half a minute in, and a Modbus flow
+  meter on the main (float32 flow, uint32 totaliser);
+- an M-Bus line at 2400 Bd with two flats' water meters, one by primary and
+  one by secondary address; the second goes silent 45 s in (its neighbour keeps
+  being read) and answers again 30 s later;
+- an RS-485 line with two CJ/T 188 water meters, a 2004 and a 2018 edition;
+- a reed-switch water meter on a GPIO pin.
+
+The meters' volumes grow with a senior's day of water use, played fast. The
+stream printed is what a central subscriber receives.
 """
 
 from __future__ import annotations
@@ -26,34 +35,71 @@ from edge.config import validate
 from edge.errors import LinliError
 from edge.i18n import _
 from edge.simulate.broker import LocalBroker
+from edge.simulate.cjt188_meter import UNIT_L, UNIT_M3, Cjt188WaterMeter
+from edge.simulate.line import SimulatedLine
+from edge.simulate.mbus_meter import MbusWaterMeter
+from edge.simulate.modbus_device import FlowMeterSim
 from edge.simulate.modbus_pressure import PressureTransmitterSim, fire_main_profile
 from edge.simulate.pulse import PulseMeterSim, morning_use
+from edge.simulate.water_use import household_use
 
 EX_UNAVAILABLE = 69
 
 PRESSURE_SENSOR = "pump-pressure"
+FLOW_SENSOR = "pump-flow"
 WATER_SENSOR = "flat-302-water"
 WATER_PIN = 17
+#: (sensor id, primary address, secondary id) of the M-Bus meters; the second is read by secondary address.
+MBUS_METERS = (("flat-101-water", 1, "24100101"), ("flat-102-water", 2, "24100102"))
+#: (sensor id, address, DI order of the meter, di_order in config) of the CJ/T 188 meters.
+CJT188_METERS = (("flat-201-water", "00000000020101", "2004", "2004"),
+                 ("flat-202-water", "00000000020202", "2018", "auto"))
+#: When the second M-Bus meter stops answering, and for how long (seconds since start).
+SILENT_AT, SILENT_FOR = 45.0, 30.0
+#: A senior's day played 240 times faster from 06:30: six minutes of demo are a day of use.
+USE_SPEED = 240.0
 
 
 class BrokerUnavailable(LinliError):
     exit_code = EX_UNAVAILABLE
 
 
-def demo_config(gateway_id: str, host: str, port: int, workdir: Path, serial_port: str) -> dict[str, Any]:
-    """The demo's configuration, as a TOML table would give it (validated like any other)."""
+def demo_config(gateway_id: str, host: str, port: int, workdir: Path, ports: dict[str, str]) -> dict[str, Any]:
+    """The demo's configuration, as a TOML table would give it (validated like any other).
+
+    ``ports`` maps the serial buses (``pump``, ``flow``, ``mbus``, ``rs485``) to their simulated ports.
+    """
+    mbus = [{"id": sensor, "driver": "mbus_meter", "bus": "mbus-1", "interval": "5s",
+             "address": secondary if index else primary, "records": ["volume", "volume_flow"]}
+            for index, (sensor, primary, secondary) in enumerate(MBUS_METERS)]
+    cjt188 = [{"id": sensor, "driver": "cjt188_meter", "bus": "rs485-2", "interval": "5s", "address": address,
+               "di_order": di_order} for sensor, address, _order, di_order in CJT188_METERS]
     return {
-        "gateway": {"id": gateway_id, "grid": "demo/xinfukangli/b07", "site": "simulated pump room and flat 302",
+        "gateway": {"id": gateway_id, "grid": "demo/xinfukangli/b07", "site": "simulated pump room and flats",
                     "timezone": "Asia/Shanghai"},
         "mqtt": {"host": host, "port": port, "topic_prefix": "linli", "health_interval": "10s", "keepalive": "30s"},
         "buffer": {"path": str(workdir / "outbox.db"), "max_mb": 16, "commit_interval": "500ms"},
         "control": {"socket": str(workdir / "control.sock")},
         "bus": [
-            {"name": "rs485-1", "kind": "serial", "port": serial_port, "baudrate": 9600, "timeout": "500ms"},
+            {"name": "rs485-1", "kind": "serial", "port": ports["pump"], "baudrate": 9600, "timeout": "500ms"},
+            {"name": "rs485-3", "kind": "serial", "port": ports["flow"], "baudrate": 9600, "timeout": "500ms"},
+            {"name": "mbus-1", "kind": "serial", "port": ports["mbus"], "baudrate": 2400, "parity": "E",
+             "timeout": "300ms"},
+            {"name": "rs485-2", "kind": "serial", "port": ports["rs485"], "baudrate": 2400, "parity": "E",
+             "timeout": "500ms"},
             {"name": "gpio", "kind": "gpio", "pin_factory": "mock"},
         ],
         "sensor": [
             {"id": PRESSURE_SENSOR, "driver": "modbus_pressure", "bus": "rs485-1", "address": 1, "interval": "2s"},
+            {"id": FLOW_SENSOR, "driver": "modbus", "bus": "rs485-3", "address": 3, "interval": "5s",
+             "registers": [
+                 {"quantity": "volume_flow", "unit": "m3/h", "register": FlowMeterSim.REG_FLOW, "type": "float32",
+                  "word_order": "little"},
+                 {"quantity": "volume", "unit": "m3", "register": FlowMeterSim.REG_TOTAL, "type": "uint32",
+                  "scale": 0.001},
+             ]},
+            *mbus,
+            *cjt188,
             {"id": WATER_SENSOR, "driver": "pulse_meter", "bus": "gpio", "pin": WATER_PIN,
              "litres_per_pulse": 1.0, "interval": "5s"},
         ],
@@ -62,8 +108,9 @@ def demo_config(gateway_id: str, host: str, port: int, workdir: Path, serial_por
             {"id": "low", "sensor": PRESSURE_SENSOR, "quantity": "pressure", "kind": "threshold",
              "below": 0.10, "clear_above": 0.12, "for": "4s", "severity": "critical",
              "message": "fire-water pressure below the floor"},
-            # The meter has gone quiet: no good reading for 30 s.
-            {"id": "silent", "sensor": WATER_SENSOR, "quantity": "volume", "kind": "stale", "after": "30s"},
+            # A meter has gone quiet: no good reading for 15 s.
+            *({"id": "silent", "sensor": sensor, "quantity": "volume", "kind": "stale", "after": "15s"}
+              for sensor in (WATER_SENSOR, *(m[0] for m in MBUS_METERS), *(m[0] for m in CJT188_METERS))),
         ],
     }
 
@@ -151,6 +198,19 @@ class StreamViewer:
         return _paint(text, "33") if record.get("quality") != "good" else text
 
 
+class _Script:
+    """Things to do at given seconds since start, done from the demo's main loop."""
+
+    def __init__(self, steps):
+        self._t0 = time.monotonic()
+        self._steps = sorted(steps, key=lambda step: step[0])
+
+    def run_due(self) -> None:
+        while self._steps and time.monotonic() - self._t0 >= self._steps[0][0]:
+            _at, action = self._steps.pop(0)
+            action()
+
+
 def _clock() -> str:
     return time.strftime("%H:%M:%S")
 
@@ -182,9 +242,24 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
             say(_("broker: started {kind} on {host}:{port}").format(kind=local.kind, host=host, port=port))
         # The sprinkler main dips to 0.08 MPa, below a typical 0.10 MPa floor, half a minute in.
         transmitter = stack.enter_context(PressureTransmitterSim(unit_id=1, profile=fire_main_profile(dip_at=30.0)))
-        config = validate(demo_config(gateway_id, host, port, workdir, transmitter.port), source="linli demo")
-        say(_("gateway {gateway}: pressure transmitter on {port} (Modbus RTU), water meter on GPIO{pin} (mock)").format(
-            gateway=gateway_id, port=transmitter.port, pin=WATER_PIN))
+        flow_meter = stack.enter_context(FlowMeterSim(unit=3))
+        mbus_meters = [MbusWaterMeter(primary, secondary, flow=household_use(USE_SPEED, seed=index, start_hour=6.5),
+                                      start_m3=123.456 + index)
+                       for index, (_sensor, primary, secondary) in enumerate(MBUS_METERS)]
+        mbus_line = stack.enter_context(SimulatedLine(mbus_meters, baudrate=2400, name="ttyMBUS"))
+        cjt188_line = stack.enter_context(SimulatedLine(
+            [Cjt188WaterMeter(address, di_order=order, flow=household_use(USE_SPEED, seed=10 + index, start_hour=6.5),
+                              start_m3=56.78 + index, unit=UNIT_L if index else UNIT_M3)
+             for index, (_sensor, address, order, _config) in enumerate(CJT188_METERS)],
+            baudrate=2400, name="ttyRS485"))
+        ports = {"pump": transmitter.port, "flow": flow_meter.port, "mbus": mbus_line.path,
+                 "rs485": cjt188_line.path}
+        config = validate(demo_config(gateway_id, host, port, workdir, ports), source="linli demo")
+        say(_("gateway {gateway}: pump room on {pump} and {flow} (Modbus RTU), two M-Bus meters on {mbus}, "
+              "two CJ/T 188 meters on {rs485}, a pulse water meter on GPIO{pin} (mock)").format(
+            gateway=gateway_id, pin=WATER_PIN, **ports))
+        say(_("{sensor} goes silent {at:.0f} s in and answers again {back:.0f} s later").format(
+            sensor=MBUS_METERS[1][0], at=SILENT_AT, back=SILENT_FOR))
         say(_("subscribed to {topic}/# — Ctrl-C stops").format(topic=config.base_topic))
         viewer = stack.enter_context(StreamViewer(host, port, config.base_topic, as_json, out))
         agent = Agent(config)
@@ -195,9 +270,12 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
             raise LinliError(_("the simulated GPIO bus did not open: {error}").format(error=water_bus.bus_error))
         stack.enter_context(PulseMeterSim(water_bus.bus.factory, WATER_PIN, litres_per_pulse=1.0,
                                           flow_l_per_min=morning_use(speed=30.0)))
+        silence = _Script(((SILENT_AT, lambda: mbus_line.set_fault(mbus_meters[1], "silent")),
+                           (SILENT_AT + SILENT_FOR, lambda: mbus_line.set_fault(mbus_meters[1], None))))
         deadline = None if seconds is None else time.monotonic() + seconds
         try:
             while deadline is None or time.monotonic() < deadline:
+                silence.run_due()
                 time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
         except KeyboardInterrupt:
             say(_("stopping…"))

@@ -121,10 +121,11 @@ class BusWorker(threading.Thread):
 
     def _read(self, slot: SensorSlot) -> bool:
         try:
+            # Set before open(): a meter dead since start-up must not cost its neighbours retries either.
+            slot.driver.failing = slot.failures > 0
             if not slot.opened:
                 slot.driver.open()
                 slot.opened = True
-            slot.driver.failing = slot.failures > 0
             measurements = slot.driver.read()
         except TransportTimeout as exc:
             # One silent device on a shared line says nothing about the port: do not reopen it.

@@ -64,14 +64,16 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
 
 
 def test_demo_streams_readings_to_an_existing_broker_and_stops_cleanly(broker):
-    code, out, err = run("demo", "--for", "6", "--json", "--gateway-id", "gw-cli-demo",
+    code, out, err = run("demo", "--for", "8", "--json", "--gateway-id", "gw-cli-demo",
                          "--broker", f"{broker.host}:{broker.port}", timeout=60)
     assert code == 0, err
     messages = [json.loads(line) for line in out.splitlines()]
     topics = [m["topic"].rsplit("gw-cli-demo/", 1)[1] for m in messages]
     assert topics[0] == "status" and messages[0]["payload"]["state"] == "online"
     records = [r for m in messages if m["topic"].endswith("/telemetry") for r in m["payload"]["records"]]
-    assert {r["sensor"] for r in records} == {"pump-pressure", "flat-302-water"}
+    assert {r["sensor"] for r in records if r["quality"] == "good"} == {
+        "pump-pressure", "pump-flow", "flat-101-water", "flat-102-water", "flat-201-water", "flat-202-water",
+        "flat-302-water"}
     assert messages[-1]["payload"]["state"] == "offline"
     assert "demo stopped" in err
 

@@ -24,6 +24,8 @@ from edge.errors import ConfigError, LinliError
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "data" / "configs"
+KNOWN_DRIVERS = 'known drivers: "cjt188_meter", "mbus_meter", "modbus", "modbus_pressure", "pulse_meter"'
+
 GATEWAY = '[gateway]\nid = "gw-0042"\ngrid = "shimen2/xinfukangli/b07"\n'
 
 
@@ -179,19 +181,19 @@ CASES = [
      ['sensor[0].driver: unknown driver "modbus_presure"; did you mean "modbus_pressure"?',
       'sensor[0].bus: no [[bus]] named "x"']),
     ("sensor driver unknown", GATEWAY + '[[sensor]]\nid = "bed"\ndriver = "bed_pad"\nbus = "x"\n',
-     ['sensor[0].driver: unknown driver "bed_pad"; known drivers: "modbus", "modbus_pressure", "pulse_meter"',
+     ['sensor[0].driver: unknown driver \"bed_pad\"; ' + KNOWN_DRIVERS,
       'sensor[0].bus: no [[bus]] named "x"']),
     ("sensor keys missing", GATEWAY + "[[sensor]]\n",
      ["sensor[0].id: is required", "sensor[0].driver: is required", "sensor[0].bus: is required"]),
     ("sensor id pattern", GATEWAY + '[[sensor]]\nid = "-pressure"\ndriver = "x"\nbus = "y"\n',
      ['sensor[0].id: expected 1 to 64 characters of a-z, 0-9, "_" and "-", starting with a letter or digit, '
       'got "-pressure"',
-      'sensor[0].driver: unknown driver "x"; known drivers: "modbus", "modbus_pressure", "pulse_meter"',
+      'sensor[0].driver: unknown driver \"x\"; ' + KNOWN_DRIVERS,
       'sensor[0].bus: no [[bus]] named "y"']),
     ("sensor bus typo", GATEWAY + '[[bus]]\nname = "rs485-1"\nkind = "usb"\n'
      '[[sensor]]\nid = "p"\ndriver = "x"\nbus = "rs458-1"\n',
      ['bus[0].kind: unknown bus kind "usb"; expected one of "gpio", "i2c", "serial"',
-      'sensor[0].driver: unknown driver "x"; known drivers: "modbus", "modbus_pressure", "pulse_meter"',
+      'sensor[0].driver: unknown driver \"x\"; ' + KNOWN_DRIVERS,
       'sensor[0].bus: no [[bus]] named "rs458-1"; did you mean "rs485-1"?']),
 ]
 
@@ -464,7 +466,8 @@ def test_example_config_loads(tmp_path):
     path.write_text(text.replace("/etc/linli/", f"{tmp_path}/"), encoding="utf-8")
     config = load_config(path)
     assert config.mqtt.tls and config.mqtt.ca_file == str(tmp_path / "ca.pem")
-    assert {s.driver for s in config.sensors} == {"modbus_pressure", "pulse_meter"}
+    assert {s.driver for s in config.sensors} == {"modbus_pressure", "pulse_meter", "mbus_meter", "cjt188_meter"}
+    assert {r.sensor for r in config.rules} >= {"flat-0701-water", "flat-0802-water"}
     assert {b.kind for b in config.buses} == {"serial", "gpio"}
 
 

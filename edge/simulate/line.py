@@ -70,21 +70,24 @@ class SimulatedLine:
         parity: str = "E",
         bytesize: int = 8,
         stopbits: int = 1,
-        answer_delay: float = 0.002,
+        answer_delay: float | None = None,
         pace: bool = True,
         name: str = "ttyBUS",
     ):
         bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
         #: Seconds one character takes on this line.
         self.char_time = bits / baudrate
-        self.answer_delay = answer_delay
+        #: Silence before a device answers; by default the 11 bit times EN 13757-2 sets as an
+        #: M-Bus slave's shortest turn-around, which RS-485 meters need at least as well.
+        self.answer_delay = 11 / baudrate if answer_delay is None else answer_delay
         self.pace = pace
         self._name = name
         self._devices: list[LineDevice] = list(devices)
         self._faults: dict[int, str] = {}
         self._lock = threading.Lock()
-        #: Every request seen, in order.
+        #: Every request seen, in order; and per request (monotonic time, request bytes, answer bytes).
         self.requests: list[bytes] = []
+        self.traffic: list[tuple[float, int, int]] = []
         #: The stable device path (a symlink to the current pty); set by :meth:`start`.
         self.path: str = ""
         self._dir: str | None = None
@@ -218,6 +221,8 @@ class SimulatedLine:
         if reply:
             time.sleep(self.answer_delay)
             self._send(reply)
+        with self._lock:
+            self.traffic.append((first_at, len(request), len(reply)))
 
     def _send(self, reply: bytes) -> None:
         pty = self._pty

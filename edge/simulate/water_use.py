@@ -44,8 +44,11 @@ _DRAWS = (
 )
 
 
-def household_use(speed: float = 1.0, seed: int = 0) -> Flow:
-    """Flow in L/min at ``t`` seconds since start; one repeatable day per ``seed``, repeating daily."""
+def household_use(speed: float = 1.0, seed: int = 0, start_hour: float = 0.0) -> Flow:
+    """Flow in L/min at ``t`` seconds since start; one repeatable day per ``seed``, repeating daily.
+
+    The day starts at midnight, or at ``start_hour`` (6.5: half past six, just before the morning peak).
+    """
     rng = random.Random(seed)
     events: list[tuple[float, float, float]] = []
     for earliest, latest, shortest, longest, rate, count in _DRAWS:
@@ -55,7 +58,7 @@ def household_use(speed: float = 1.0, seed: int = 0) -> Flow:
     events.sort()
 
     def flow(t: float) -> float:
-        moment = (t * speed) % DAY
+        moment = (start_hour * 3600.0 + t * speed) % DAY
         return speed * sum(rate for start, length, rate in events if start <= moment < start + length)
 
     return flow
