@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from drivers.options import Option
+from drivers.options import Option, validate_options
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,20 @@ class Driver:
     def check_options(cls, values: dict[str, Any]) -> list[tuple[str, str]]:
         """Judge keys together after each passed on its own; ``[(key, message)]``, no I/O."""
         return []
+
+    @classmethod
+    def resolved_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` with every default filled in, judged by :meth:`check_options`.
+
+        For drivers built outside the config path (tests, tools): a problem
+        the config check would have reported raises ``ValueError`` here.
+        """
+        defaults, _ = validate_options(cls.options, {})
+        merged = {**defaults, **options}
+        problems = cls.check_options(merged)
+        if problems:
+            raise ValueError("; ".join(f"{key}: {message}" for key, message in problems))
+        return merged
 
     @classmethod
     def quantities_for(cls, options: dict[str, Any]) -> tuple[str, ...]:

@@ -17,7 +17,8 @@ from drivers.codecs.cjt188 import (
     read_address_request,
     read_data_request,
 )
-from edge.simulate.cjt188_meter import UNIT_L, UNIT_M3, Cjt188WaterMeter, bcd_bytes
+from edge.simulate.bcd import bcd_bytes
+from edge.simulate.cjt188_meter import UNIT_L, UNIT_M3, Cjt188WaterMeter
 
 ADDRESS = "00000805000001"
 BEIJING = timezone(timedelta(hours=8))

@@ -122,11 +122,7 @@ class Cjt188Meter(Driver):
         return problems
 
     def __init__(self, sensor_id: str, options: dict[str, Any], bus: Bus):
-        defaults, _ = validate_options(self.options, {})
-        merged = {**defaults, **options}
-        problems = self.check_options(merged)
-        if problems:
-            raise ValueError("; ".join(f"{key}: {message}" for key, message in problems))
+        merged = self.resolved_options(options)
         super().__init__(sensor_id, merged, bus)
         self.address: str = merged["address"]
         self.meter_type: int = METER_TYPE_CODES[merged["meter_type"]]

@@ -29,7 +29,7 @@ from drivers.codecs.mbus import Record, Response
 from drivers.codecs.mbus_exchange import request_ud2, select_secondary, send_nke
 from drivers.codecs.mbus_link import MAX_PRIMARY_ADDRESS, SECONDARY_ADDRESS, FrameCountBit
 from drivers.errors import FrameError, TransportTimeout
-from drivers.options import Option, validate_options
+from drivers.options import Option
 from drivers.retry import attempts_for, with_retries
 
 log = logging.getLogger("linli.drivers.mbus_meter")
@@ -171,11 +171,7 @@ class MbusMeter(Driver):
         return tuple(options["records"]) if options.get("records") else ()
 
     def __init__(self, sensor_id: str, options: dict[str, Any], bus: Bus):
-        defaults, _ = validate_options(self.options, {})
-        merged = {**defaults, **options}
-        problems = self.check_options(merged)
-        if problems:
-            raise ValueError("; ".join(f"{key}: {message}" for key, message in problems))
+        merged = self.resolved_options(options)
         super().__init__(sensor_id, merged, bus)
         address = merged["address"]
         self.secondary_id: str | None = address if isinstance(address, str) else None

@@ -26,7 +26,7 @@ from drivers.base import Bus, Driver, Measurement
 from drivers.codecs.modbus import ModbusException, read_registers
 from drivers.errors import DeviceFault, DriverError, FrameError, TransportTimeout
 from drivers.modbus.registers import MAX_DECIMALS, Block, InvalidValue, Point, Words, parse_points, plan_reads
-from drivers.options import Option, validate_options
+from drivers.options import Option
 from drivers.retry import attempts_for, with_retries
 
 # A device busy with itself answers the next try; other exceptions are definite.
@@ -76,11 +76,7 @@ class Modbus(Driver):
         return parse_points(values["registers"])[0]
 
     def __init__(self, sensor_id: str, options: dict[str, Any], bus: Bus):
-        defaults, _ = validate_options(self.options, {})
-        merged = {**defaults, **options}
-        problems = self.check_options(merged)
-        if problems:
-            raise ValueError("; ".join(f"{key}: {message}" for key, message in problems))
+        merged = self.resolved_options(options)
         super().__init__(sensor_id, merged, bus)
         self.unit_id: int = merged["address"]
         self.retries: int = merged["retries"]

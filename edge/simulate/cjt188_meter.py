@@ -57,6 +57,7 @@ from drivers.codecs.cjt188 import (
     parse_frame,
 )
 from drivers.errors import FrameError
+from edge.simulate.bcd import bcd_bytes
 from edge.simulate.water_use import Flow, VolumeCounter
 
 OTHER_ORDER_BEHAVIOURS = ("ignore", "error", "answer")
@@ -70,18 +71,6 @@ _BCD_DIGITS = 8  # 4-byte BCD volume: six integer digits and two decimals
 
 def _other(di_order: str) -> str:
     return "2018" if di_order == "2004" else "2004"
-
-
-def bcd_bytes(number: int, length: int) -> bytes:
-    """``number`` as ``length`` little-endian BCD bytes (least significant pair first).
-
-    >>> bcd_bytes(12345678, 4).hex(" ")
-    '78 56 34 12'
-    """
-    digits = f"{number:0{2 * length}d}"
-    if len(digits) > 2 * length or number < 0:
-        raise ValueError(f"{number} does not fit {length} BCD bytes")
-    return bytes.fromhex(digits)[::-1]
 
 
 class Cjt188WaterMeter:

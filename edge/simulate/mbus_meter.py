@@ -49,6 +49,7 @@ from drivers.codecs.mbus_link import (
     parse_frame,
 )
 from drivers.errors import FrameError
+from edge.simulate.bcd import bcd_bytes
 from edge.simulate.water_use import Flow, VolumeCounter
 
 BROADCAST_REPLY = 254
@@ -68,18 +69,6 @@ _MAX_BCD8 = 99_999_999
 
 
 # --- record encoding (EN 13757-3: DIF, VIF, data least significant byte first) ---------------------
-
-def _bcd(value: int, size: int) -> bytes:
-    """``size`` bytes of packed BCD, least significant byte first.
-
-    >>> _bcd(12345678, 4).hex(" ")
-    '78 56 34 12'
-    """
-    digits = f"{value:0{2 * size}d}"
-    if len(digits) > 2 * size or value < 0:
-        raise ValueError(f"{value} does not fit in {2 * size} BCD digits")
-    return bytes.fromhex(digits)[::-1]
-
 
 def _int(value: int, size: int) -> bytes:
     return value.to_bytes(size, "little", signed=True)
@@ -256,7 +245,7 @@ class MbusWaterMeter:
 
     def _frame(self, body: bytes) -> bytes:
         self._access_no = (self._access_no + 1) & 0xFF
-        header = (_bcd(int(self.secondary_id), 4) + self._manufacturer_code.to_bytes(2, "little")
+        header = (bcd_bytes(int(self.secondary_id), 4) + self._manufacturer_code.to_bytes(2, "little")
                   + bytes((self.version, MEDIUM_WATER, self._access_no, self.status)) + b"\x00\x00")
         return long_frame(C_RSP_UD, self.primary, CI_RSP_VARIABLE, header + body)
 
@@ -273,9 +262,9 @@ class MbusWaterMeter:
         l_per_h = round(self._flow(elapsed) * 60)
         self._peak_l_per_h = max(self._peak_l_per_h, l_per_h)
         return [
-            bytes((_DIF_BCD8, _VIF_FABRICATION_NO)) + _bcd(self.fabrication_no, 4),
-            bytes((_DIF_BCD8, _VIF_VOLUME_L)) + _bcd(litres, 4),
-            bytes((_STORAGE_1 | _DIF_BCD8, _VIF_VOLUME_L)) + _bcd(round(self.settlement_m3 * 1000), 4),
+            bytes((_DIF_BCD8, _VIF_FABRICATION_NO)) + bcd_bytes(self.fabrication_no, 4),
+            bytes((_DIF_BCD8, _VIF_VOLUME_L)) + bcd_bytes(litres, 4),
+            bytes((_STORAGE_1 | _DIF_BCD8, _VIF_VOLUME_L)) + bcd_bytes(round(self.settlement_m3 * 1000), 4),
             bytes((_STORAGE_1 | _DIF_INT16, _VIF_DATE)) + _type_g(self.settlement_day),
             bytes((_DIF_INT32, _VIF_FLOW_L_PER_H)) + _int(l_per_h, 4),
             bytes((_FUNCTION_MAXIMUM | _DIF_INT32, _VIF_FLOW_L_PER_H)) + _int(self._peak_l_per_h, 4),
