@@ -157,14 +157,22 @@ def test_reply_order_auto_takes_an_answer_in_the_other_order():
             read_data(bus, FOX_ADDRESS, 0x10, "2004", 4, 0)
 
 
-def test_a_late_answer_with_the_previous_ser_alone_is_rejected():
-    # The published reply carries SER 00; this request is SER 01.
+def test_a_lone_answer_with_another_ser_is_taken_at_the_timeout():
+    # The published reply carries SER 00; this request is SER 01. Nothing else comes: a meter that does not
+    # echo SER (or an answer one request late) — the answer is taken, and its SER tells the caller which.
     with line_with(lambda request: published("foxedge_read_data_reply_2004_a")) as line, \
             serial_bus(line.path) as bus:
+        reading = read_data(bus, FOX_ADDRESS, 0x10, "2004", 4, 1)
+        assert reading.ser == 0
+        assert read_data(bus, FOX_ADDRESS, 0x10, "2004", 4, 2, check_ser=False).ser == 0
+
+
+def test_a_lone_answer_with_another_ser_from_another_meter_is_still_a_timeout():
+    with line_with(lambda request: water_reply("00000805000002", 0)) as line, serial_bus(line.path) as bus:
         with pytest.raises(TransportTimeout) as caught:
             read_data(bus, FOX_ADDRESS, 0x10, "2004", 4, 1)
     assert str(caught.value) == ("no answer from CJ/T 188 meter 00000805000001 within 0.3 s "
-                                 "(ignored a late answer with SER 0 to an earlier request)")
+                                 "(ignored a late answer from meter 00000805000002)")
 
 
 def test_a_late_answer_before_the_real_one_is_ignored():

@@ -234,7 +234,7 @@ def test_scan_mbus_finds_three_meters_and_a_collision():
         assert [c["address"] for c in body["collisions"]] == [7]
         assert body["scanned"] == 8 and body["interrupted"] is False
         code, out, _err = run("scan", "mbus", line.path, "--parity", "N", "--from", "1", "--to", "8",
-                              "--timeout", "0.1")
+                              "--timeout", "0.5")
     assert code == 0
     rows = out.splitlines()
     assert rows[1].split() == ["2", "10000002", "LNL", "water", "1"]
@@ -252,7 +252,7 @@ def test_scan_mbus_finding_nothing_exits_69():
 def test_ctrl_c_prints_what_the_scan_found_so_far():
     meters = [MbusWaterMeter(a, f"1000000{a}") for a in (1, 2, 3)]
     with SimulatedLine(meters, parity="N") as line:
-        process = linli("scan", "mbus", line.path, "--parity", "N", "--timeout", "0.05", stdout=subprocess.PIPE,
+        process = linli("scan", "mbus", line.path, "--parity", "N", "--timeout", "0.5", stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE)
         try:
             seen = _lines_until(process, count=4, deadline=30)  # the header and three meters

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import time
+import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -47,6 +48,8 @@ FLOW_METER_TYPES = tuple(name for name, code in METER_TYPE_CODES.items() if 0x10
 DI_ORDER_CHOICES = ("2004", "2018", "auto")
 _UTC_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
 _ABNORMAL_VALVE = 0b11
+
+log = logging.getLogger("linli.drivers.cjt188_meter")
 
 
 def _address(value: str) -> str | None:
@@ -136,6 +139,8 @@ class Cjt188Meter(Driver):
         #: Under ``auto``: whether the meter has answered in :attr:`di_order` (so it is no longer guessed).
         self.learned = False
         self._ser = 0
+        #: False once the meter answered with a SER other than the one asked (some never echo it).
+        self.echoes_ser = True
 
     # --- one read ----------------------------------------------------------------------------------
     def read(self) -> list[Measurement]:
@@ -165,11 +170,17 @@ class Cjt188Meter(Driver):
         ser, self._ser = self._ser, (self._ser + 1) & 0xFF
         try:
             reading = read_data(self.bus, self.address, self.meter_type, order, self.preamble, ser,
-                                reply_order="auto" if self.auto else None, status_mapping=self.status_mapping)
+                                reply_order="auto" if self.auto else None, status_mapping=self.status_mapping,
+                                check_ser=self.echoes_ser)
         except (TransportTimeout, CJT188Fault):
             if self.auto and not self.learned:
                 self.di_order = _other(order)
             raise
+        if self.echoes_ser and reading.ser != ser:
+            # Only this answer came, with another SER: the meter does not echo it. Stop waiting for one that does.
+            log.warning("%s: meter %s answers SER %d to SER %d; not checking SER for it any more",
+                        self.sensor_id, self.address, reading.ser, ser)
+            self.echoes_ser = False
         if self.auto:
             self.di_order, self.learned = reading.di_order, True
         return reading

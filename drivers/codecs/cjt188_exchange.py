@@ -14,7 +14,11 @@ request and receives the frame that answers it:
   SER and turns an error reply (D6 set) into :class:`~drivers.codecs.cjt188.CJT188Fault`.
 
 SER is the request's sequence number: the meter echoes it, so a late answer
-to the previous request is never taken for the answer to this one.
+to the previous request is never taken for the answer to this one. Some
+meters answer every request with the same SER: when the only answer from the
+meter asked carries another SER, it is taken after all (at the end of the
+timeout), and a driver that sees this stops checking SER for that meter
+(``ser=None``) — a slightly old reading is better than never reading it.
 
 >>> from drivers.codecs.cjt188 import build_frame
 >>> from drivers.transports.serial import SerialBus
@@ -113,40 +117,48 @@ def _ser_of(frame: Frame) -> int | None:
     return frame.data[2] if len(frame.data) >= 3 else None
 
 
-def _ignored_because(frame: Frame, address: str, ser: int) -> str | None:
+def _ignored_because(frame: Frame, address: str, ser: int | None) -> str | None:
     """Why ``frame`` is not the answer to the request to ``address`` with ``ser``; None when it may be."""
     if not frame.control & REPLY_BIT:
         return f"a request (C={frame.control:02X}) to meter {frame.address}, not an answer — an echo of the line?"
     if address != BROADCAST_ADDRESS and frame.address != address:
         return f"a late answer from meter {frame.address}"
     echoed = _ser_of(frame)
-    if echoed is not None and echoed != ser:
+    if ser is not None and echoed is not None and echoed != ser:
         return f"a late answer with SER {echoed} to an earlier request"
     return None
 
 
-def exchange(link: ByteLink, request: bytes, address: str, ser: int) -> bytes:
+def exchange(link: ByteLink, request: bytes, address: str, ser: int | None) -> bytes:
     """Send ``request`` (to ``address``, with ``ser``) and return the frame that answers it.
 
     Frames that cannot be the answer (see the module text) are skipped, at
     most :data:`MAX_IGNORED_FRAMES` of them; when the real answer does not
-    follow, the timeout says what was ignored.
+    follow, the timeout says what was ignored — unless one of them came from
+    the meter asked and differed only in its SER: that one is returned (a
+    meter that does not echo SER). ``ser=None`` checks no SER.
     """
     link.wait_frame_gap()
     link.reset_input_buffer()
     link.write(request)
     meter = None if address == BROADCAST_ADDRESS else address
     ignored: list[str] = []
+    other_ser: bytes | None = None
     while True:
         try:
             raw = receive_frame(link, link.timeout, meter)
         except TransportTimeout as exc:
+            if other_ser is not None:
+                return other_ser
             if ignored:
                 raise TransportTimeout(f"{exc} (ignored {'; '.join(ignored)})") from exc
             raise
-        reason = _ignored_because(parse_frame(raw), address, ser)
+        frame = parse_frame(raw)
+        reason = _ignored_because(frame, address, ser)
         if reason is None:
             return raw
+        if _ignored_because(frame, address, None) is None:
+            other_ser = raw
         ignored.append(reason)
         if len(ignored) > MAX_IGNORED_FRAMES:
             raise FrameError(f"{len(ignored)} frames on the line did not answer the request to "
@@ -168,6 +180,7 @@ def read_data(
     *,
     reply_order: str | None = None,
     status_mapping: StatusMapping = DEFAULT_STATUS_MAPPING,
+    check_ser: bool = True,
 ) -> WaterReading:
     """Ask meter ``address`` for its 901F water data and decode the answer.
 
@@ -176,14 +189,18 @@ def read_data(
     DI in ``reply_order`` (default: ``di_order``; ``"auto"`` takes either and
     reports which in the result's ``di_order``).
 
+    The result's ``ser`` is what the meter echoed; it differs from ``ser``
+    only for a meter that does not echo it (see :func:`exchange`); with
+    ``check_ser=False`` the first answer from the meter is taken whatever its SER.
+
     Raises :class:`TransportTimeout` (no or partial answer), :class:`FrameError`
     (garbled or not an answer to this request) or
     :class:`~drivers.codecs.cjt188.CJT188Fault` (the meter's error reply).
     """
     _check_order(di_order, ("2004", "2018"))
     request = read_data_request(address, meter_type, ser, di_order, preamble)
-    raw = exchange(link, request, address, ser)
-    return decode_read_data_reply(raw, address, reply_order or di_order, ser, status_mapping)
+    raw = exchange(link, request, address, ser if check_ser else None)
+    return decode_read_data_reply(raw, address, reply_order or di_order, None, status_mapping)
 
 
 def read_address(link: ByteLink, di_order: str = "auto", preamble: int = MAX_PREAMBLE, ser: int = 0) -> str:
