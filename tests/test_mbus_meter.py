@@ -521,15 +521,41 @@ def test_secondary_meter_missing_from_the_line_fails_open_naming_its_id():
     assert requests(line) == [(SND_UD, 253)] * 2
 
 
-def test_open_against_a_silent_meter_fails_and_without_reset_does_no_io():
+def test_a_silent_meter_opens_without_the_reset_and_fails_at_its_first_read():
     meter = MbusWaterMeter(5, "12345678")
     with rig(meter) as (line, bus):
         line.set_fault(meter, "silent")
-        with pytest.raises(TransportTimeout, match=r"\(after 3 attempts\)"):
-            meter_driver(bus).open()
+        driver = meter_driver(bus)
+        driver.open()  # an unacknowledged SND_NKE is not fatal: some meters never acknowledge it
         assert requests(line) == [(SND_NKE, 5)] * 3
+        with pytest.raises(TransportTimeout, match=r"\(after 3 attempts\)"):
+            driver.read()
+        assert requests(line)[3:] == [(REQ_UD2_FCB1, 5)] * 3
+        driver.failing = True  # as the bus thread marks it: from now on one request per read, no reset
+        with pytest.raises(TransportTimeout):
+            driver.read()
+        assert requests(line)[6:] == [(REQ_UD2_FCB1, 5)]
         meter_driver(bus, reset=False).open()
-        assert len(line.requests) == 3
+        assert len(line.requests) == 7
+
+
+class NoNke:
+    """A meter (or a converter's built-in slave) that answers REQ_UD2 but never acknowledges SND_NKE."""
+
+    def __init__(self, meter: MbusWaterMeter):
+        self.meter = meter
+
+    def answer(self, request: bytes) -> bytes | None:
+        return None if request[:2] == bytes((0x10, 0x40)) else self.meter.answer(request)
+
+
+def test_a_meter_that_never_acknowledges_snd_nke_is_read_and_not_reset_again():
+    meter = MbusWaterMeter(5, "12345678", start_m3=2.5)
+    with rig(NoNke(meter)) as (line, bus), meter_driver(bus, retries=0) as driver:
+        assert values(driver.read())["volume"] == (2.5, "m3")
+        driver._resync = True  # as after a failed read
+        assert values(driver.read())["volume"] == (2.5, "m3")
+    assert [request for request, _ in requests(line)].count(SND_NKE) == 1
 
 
 def test_garbling_meter_is_a_frame_error_after_its_retries():

@@ -182,6 +182,7 @@ class MbusMeter(Driver):
         self.selection: tuple[str, ...] | None = tuple(merged["records"]) if merged["records"] else None
         self.fcb = FrameCountBit()
         self._resync = False
+        self._nke_tried = self._nke_answered = False
         self._missing_logged: tuple[str, ...] = ()
 
     @property
@@ -212,7 +213,20 @@ class MbusMeter(Driver):
         if self.secondary_id:
             # SND_NKE to 253 resets the selected meter and ends its selection.
             self._select(attempts)
-        with_retries(lambda: send_nke(self.bus, self.target), attempts)
+        if not self._nke_answered and self._nke_tried:
+            return  # this meter never acknowledges SND_NKE: do not spend a timeout on it again
+        self._nke_tried = True
+        try:
+            with_retries(lambda: send_nke(self.bus, self.target), attempts)
+        except TransportTimeout:
+            if self._nke_answered or self.failing:
+                raise
+            # Some meters (and simple converters' built-in slaves) never acknowledge SND_NKE but answer
+            # REQ_UD2: read them anyway; a dead meter fails at REQ_UD2 just the same.
+            log.warning("%s: %s did not acknowledge SND_NKE; reading it without the reset", self.sensor_id,
+                        self.label)
+        else:
+            self._nke_answered = True
         self.fcb.reset()
 
     def _select(self, attempts: int) -> None:
