@@ -75,6 +75,10 @@ class Driver:
     #: The quantities ``read()`` normally returns; a failed read is reported
     #: as a ``bad`` reading of each of them.
     quantities: ClassVar[tuple[str, ...]] = ()
+    #: True for drivers that count between reads (pulses, contact changes): the
+    #: bus thread reads them once more on a clean stop or reload, so nothing
+    #: counted since the last read is lost.
+    read_at_stop: ClassVar[bool] = False
 
     def __init__(self, sensor_id: str, options: dict[str, Any], bus: Bus):
         self.sensor_id = sensor_id

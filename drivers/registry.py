@@ -15,7 +15,9 @@ from importlib.metadata import entry_points
 from drivers.base import Bus, Driver
 
 DRIVERS: dict[str, str] = {
+    "bed_pad": "drivers.bed_pad:BedPad",
     "cjt188_meter": "drivers.cjt188_meter:Cjt188Meter",
+    "contact": "drivers.contact:Contact",
     "mbus_meter": "drivers.mbus_meter:MbusMeter",
     "modbus": "drivers.modbus:Modbus",
     "modbus_pressure": "drivers.modbus_pressure:ModbusPressure",

@@ -73,6 +73,7 @@ class BusWorker(threading.Thread):
             if self._stop_event.is_set():
                 return
             self._poll()
+            self._last_reads()
         finally:
             self._close_all()
 
@@ -119,6 +120,12 @@ class BusWorker(threading.Thread):
                 nxt = time.monotonic() + step
             heapq.heappush(queue, (nxt, index))
 
+    def _last_reads(self) -> None:
+        """On a clean stop, one more read of the drivers that count between reads (pulses, contact changes)."""
+        for slot in self.slots:
+            if slot.opened and slot.driver.read_at_stop:
+                self._read(slot)
+
     def _read(self, slot: SensorSlot) -> bool:
         try:
             # Set before open(): a meter dead since start-up must not cost its neighbours retries either.
@@ -153,7 +160,8 @@ class BusWorker(threading.Thread):
 
     def _emit_measurements(self, slot: SensorSlot, measurements: list[Measurement]) -> None:
         stamp = self.stamp()
-        slot.quantities = tuple(m.quantity for m in measurements) or slot.quantities
+        # A read may return one quantity several times (each contact change): keep each name once.
+        slot.quantities = tuple(dict.fromkeys(m.quantity for m in measurements)) or slot.quantities
         for m in measurements:
             self.emit(reading_record(slot.sensor_id, m, stamp), m.state)
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import doctest
+import signal
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +18,15 @@ from drivers.errors import DriverError, TransportError
 from drivers.options import validate_options
 from drivers.pulse_meter import PulseMeter
 from drivers.registry import driver_class
+from buffer.outbox import Outbox
 from drivers.transports.gpio import GpioBus
+from edge.agent import Agent
+from edge.config import load_config
+from edge.simulate.broker import free_port
 from edge.simulate.pulse import PulseMeterSim, morning_use
+from tests.mqtt_helpers import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PIN = 17
 
@@ -261,3 +273,144 @@ def test_documentation_examples_hold(module):
     results = doctest.testmod(module)
     assert results.attempted > 0
     assert results.failed == 0
+
+
+# --- kill -9 in the middle of a burst ---------------------------------------------------------------
+
+KILL_LITRES_PER_PULSE = 1.0
+KILL_INTERVAL, KILL_COMMIT = 0.2, 0.1
+#: How long a whole pulse (closed, then open) takes in the burst below: 20 pulses a second.
+KILL_PULSE_SECONDS = 0.05
+
+
+def kill_config(tmp_path) -> Path:
+    """A gateway with only the pulse meter; its broker is a port nobody listens on (the outbox keeps everything)."""
+    path = tmp_path / "edge.toml"
+    path.write_text(f"""
+[gateway]
+id = "gw-kill"
+grid = "shimen2/xinfukangli/b07"
+
+[mqtt]
+host = "127.0.0.1"
+port = {free_port()}
+
+[buffer]
+path = "{tmp_path / 'outbox.db'}"
+commit_interval = "{KILL_COMMIT * 1000:g}ms"
+
+[control]
+socket = "{tmp_path / 'control.sock'}"
+
+[[bus]]
+name = "gpio"
+kind = "gpio"
+pin_factory = "mock"
+
+[[sensor]]
+id = "flat-302-water"
+driver = "pulse_meter"
+bus = "gpio"
+pin = {PIN}
+litres_per_pulse = {KILL_LITRES_PER_PULSE}
+interval = "{KILL_INTERVAL * 1000:g}ms"
+""")
+    return path
+
+
+def boottime() -> float:
+    """Seconds on the clock the agent stamps ``mono`` with (CLOCK_BOOTTIME), shared by every process."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def burst_child(config_path: str) -> None:
+    """Run in a process of its own by the kill -9 test: the real agent, and a meter pulsing on its mock pin.
+
+    Prints ``restored N`` (the count the agent continued from), then ``closing N T`` just before the
+    N-th closing of the reed switch at CLOCK_BOOTTIME ``T``, so whoever kills it knows an upper bound
+    of the truth.
+    """
+    agent = Agent(load_config(config_path))
+    agent.start()
+    worker = agent.workers["gpio"]
+    slot = worker.slots[0]
+    wait_until(lambda: slot.opened, 30, "the pulse meter opened")
+    print(f"restored {slot.driver.pulses}", flush=True)
+    pin = worker.bus.factory.pin(PIN)
+    paced = threading.Event()  # never set: waits without a bare sleep
+    n = 0
+    while True:
+        n += 1
+        print(f"closing {n} {boottime():.6f}", flush=True)
+        pin.drive_low()
+        paced.wait(KILL_PULSE_SECONDS / 2)
+        pin.drive_high()
+        paced.wait(KILL_PULSE_SECONDS / 2)
+
+
+def run_and_kill(config: Path, pulses_before_kill: int) -> tuple[int, list[float], float]:
+    """Start :func:`burst_child`, SIGKILL it mid-burst; ``(restored, announced closing times, kill time)``."""
+    code = f"import sys; from tests.test_pulse_meter import burst_child; burst_child({str(config)!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    announced: list[float] = []
+    try:
+        restored_line = proc.stdout.readline()
+        assert restored_line.startswith("restored "), restored_line + proc.stderr.read()
+        while len(announced) < pulses_before_kill:
+            line = proc.stdout.readline()
+            assert line.startswith("closing "), line + proc.stderr.read()
+            announced.append(float(line.split()[2]))
+    finally:
+        proc.kill()
+        killed_at = boottime()
+        rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    announced += [float(line.split()[2]) for line in rest.splitlines() if line.startswith("closing ")]
+    return int(restored_line.split()[1]), announced, killed_at
+
+
+def committed(config: Path) -> tuple[int, dict]:
+    """The pulse count the outbox holds for the meter, and its newest committed volume reading."""
+    with Outbox(config.parent / "outbox.db") as outbox:
+        state = outbox.get_state("driver/flat-302-water")
+        rows = outbox.fetch({}, 1_000_000)
+    volumes = [row.body for row in rows if row.body.get("quantity") == "volume"]
+    return state["pulses"], max(volumes, key=lambda body: body["mono"])
+
+
+def test_kill_9_mid_burst_loses_at_most_the_pulses_after_the_last_committed_reading(tmp_path):
+    config = kill_config(tmp_path)
+    total_truth_max = 0  # closings announced over both runs: the truth is at most this
+    persisted = 0
+    for round_ in range(2):
+        restored, announced, killed_at = run_and_kill(config, pulses_before_kill=40)
+        assert restored == persisted, "the agent continues from the count committed before the kill"
+        total_truth_max += len(announced)
+        persisted, reading = committed(config)
+        reading_at = reading["mono"] / 1000
+        # Never above the truth, and the published total is the persisted count.
+        assert restored <= persisted <= total_truth_max
+        assert reading["value"] == pytest.approx(persisted * KILL_LITRES_PER_PULSE / 1000)
+        # Every pulse well before the last committed reading is in it: what is lost came after it …
+        before = sum(1 for t in announced if t < reading_at - 0.5)
+        assert persisted - restored >= before
+        # … and that reading is recent: reads every 0.2 s, commits every 0.1 s (slack for a loaded machine).
+        assert killed_at - reading_at < KILL_INTERVAL + KILL_COMMIT + 5.0, f"round {round_}"
+
+
+def test_a_clean_stop_reads_the_meter_once_more_so_no_pulse_is_lost(bus):
+    from edge.sampler import BusWorker, SensorSlot
+
+    emitted: list[dict] = []
+    driver = meter(bus, litres_per_pulse=1.0, debounce="0ms")
+    # A long interval: the only reads are the first one and the one the stop makes.
+    worker = BusWorker(bus, [SensorSlot("kitchen-water", driver, interval=3600.0)],
+                       lambda record, state: emitted.append(record), stamp=lambda: {})
+    worker.start()
+    wait_until(lambda: emitted, 5.0, "the first reading")
+    pin = bus.factory.pin(17)
+    for _ in range(7):
+        pulse(pin)
+    worker.stop()
+    assert [r["value"] for r in emitted] == [0.0, 0.007]

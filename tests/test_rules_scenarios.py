@@ -58,16 +58,16 @@ address = 1
 interval = "3s"
 """
 
-# A bed-exit pad from a third-party package: the gateway learns it through the "linli.drivers"
-# entry points, as any installed plugin (no bed driver ships with linli-edge yet).
+# A bed mat from a third-party package: the gateway learns it through the "linli.drivers"
+# entry points, as any installed plugin (the built-in bed_pad needs a GPIO pin a replay has not).
 BED_PLUGIN = '''
 from drivers.base import Driver, Measurement
 
 
-class BedPad(Driver):
-    """A pressure pad under the mattress: presence true while someone lies on it."""
+class BedMat(Driver):
+    """A pressure mat under the mattress: presence true while someone lies on it."""
 
-    name = "bed_pad"
+    name = "bed_mat"
     bus_kind = "gpio"
     quantities = ("presence",)
 
@@ -77,7 +77,7 @@ class BedPad(Driver):
 BED_SENSOR = """
 [[sensor]]
 id = "bed-201"
-driver = "bed_pad"
+driver = "bed_mat"
 bus = "gpio"
 interval = "5m"
 """
@@ -91,14 +91,14 @@ def gateway_config(tmp_path: Path, rules: str, sensors: str = "") -> Path:
 
 
 def bed_plugin_env(tmp_path: Path) -> dict[str, str]:
-    """An environment in which the ``bed_pad`` driver is installed as an entry-point plugin."""
+    """An environment in which the ``bed_mat`` driver is installed as an entry-point plugin."""
     site = tmp_path / "site"
-    (site / "linli_bed_pad-1.0.dist-info").mkdir(parents=True)
-    (site / "linli_bed_pad.py").write_text(BED_PLUGIN, encoding="utf-8")
-    (site / "linli_bed_pad-1.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: linli-bed-pad\nVersion: 1.0\n", encoding="utf-8")
-    (site / "linli_bed_pad-1.0.dist-info" / "entry_points.txt").write_text(
-        "[linli.drivers]\nbed_pad = linli_bed_pad:BedPad\n", encoding="utf-8")
+    (site / "linli_bed_mat-1.0.dist-info").mkdir(parents=True)
+    (site / "linli_bed_mat.py").write_text(BED_PLUGIN, encoding="utf-8")
+    (site / "linli_bed_mat-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: linli-bed-mat\nVersion: 1.0\n", encoding="utf-8")
+    (site / "linli_bed_mat-1.0.dist-info" / "entry_points.txt").write_text(
+        "[linli.drivers]\nbed_mat = linli_bed_mat:BedMat\n", encoding="utf-8")
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
 
 

@@ -51,6 +51,7 @@ class PulseMeter(Driver):
     """
 
     name = "pulse_meter"
+    read_at_stop = True
     bus_kind = "gpio"
     quantities = ("volume",)
     options = {
