@@ -27,7 +27,8 @@ from edge.core import RULES_STATE, AlarmSink, Core, Rules
 from edge.errors import ConfigError
 from edge.health import gather
 from edge.notify import Notifier
-from edge.rules import RuleEngine
+from edge.outputs import AlarmOutput, OutputError, Outputs
+from edge.rules import RuleEngine, RuleError
 from edge.sampler import BusWorker, SensorSlot
 from edge.uplink import Uplink
 
@@ -47,7 +48,8 @@ class Agent:
     def __init__(self, config: Config, *, clock: Clock | None = None, rules: Rules | None = None,
                  notifier: Notifier | None = None, alarm_sinks: Sequence[AlarmSink] = ()):
         self.config = config
-        self.alarm_sinks = list(alarm_sinks)  # local outputs (buzzer, LED, relay) offered every transition
+        self.alarm_sinks = list(alarm_sinks)  # offered every transition, after the configured [[output]]s
+        self.outputs = Outputs((), (), self._button_pressed)   # built from the config at start
         self.clock = clock or Clock()
         self.rules = rules
         self.notifier = notifier or Notifier()
@@ -63,10 +65,24 @@ class Agent:
 
     # --- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Open the outbox, then start the core, the bus threads, the uplink and the control socket."""
-        self._open_outbox()
-        self._start_workers()
-        self._start_control()
+        """Drive the local outputs off, open the outbox, then start the core, bus threads, uplink and control socket.
+
+        An output that cannot drive its pin stops the start (:class:`~edge.outputs.OutputError`):
+        a gateway that cannot sound its alarm must not look as if it could.
+        """
+        self._open_outputs()
+        try:
+            self._open_outbox()
+            self._start_workers()
+            self._start_control()
+        except BaseException:
+            self.outputs.close()
+            raise
+
+    def _open_outputs(self) -> None:
+        """The outputs, off, before anything else; they come on for raised alarms once the rules are restored."""
+        self.outputs = Outputs(self.config.outputs, self.config.buses, self._button_pressed)
+        self.outputs.open()
 
     def _start_control(self) -> None:
         """The local ``linli`` command's way in; the agent runs on without it if it cannot be made."""
@@ -95,7 +111,9 @@ class Agent:
             saved = self.outbox.get_state(RULES_STATE)
             if saved is not None:
                 rules.restore(saved)
-        self.core = Core(self.outbox, rules=rules, alarm_sinks=self.alarm_sinks)
+            # The core offers transitions only: an alarm raised before a restart must sound again now.
+            self.outputs.restore(rules.raised())
+        self.core = Core(self.outbox, rules=rules, alarm_sinks=[self._offer_to_outputs, *self.alarm_sinks])
         self.core.start()
 
     def _start_workers(self) -> None:
@@ -131,17 +149,20 @@ class Agent:
             self.uplink = None
 
     def stop(self, drain_timeout: float = 5.0) -> None:
-        """Stop reading, commit everything, try to deliver it, publish ``offline``, close the outbox."""
-        if self.control is not None:
-            self.control.stop()
-            self.control = None
-        self._stop_workers(drain_timeout)
-        if self.core is not None:
-            self.core.stop()
-            self.core = None
-        if self.outbox is not None:
-            self.outbox.close()
-            self.outbox = None
+        """Stop reading, commit everything, try to deliver it, publish ``offline``, close the outbox, outputs off."""
+        try:
+            if self.control is not None:
+                self.control.stop()
+                self.control = None
+            self._stop_workers(drain_timeout)
+            if self.core is not None:
+                self.core.stop()
+                self.core = None
+            if self.outbox is not None:
+                self.outbox.close()
+                self.outbox = None
+        finally:
+            self.outputs.close()
 
     def reload(self, config: Config) -> None:
         """Apply a new, already validated config: restart buses and uplink; reopen the outbox if it moved."""
@@ -150,13 +171,68 @@ class Agent:
             self.control = None
         self._stop_workers(drain_timeout=2.0)
         old_buffer, old_rules, old_gateway = self.config.buffer, self.config.rules, self.config.gateway
+        outputs_changed = _output_setup(config) != _output_setup(self.config)
         self.config = config
+        if outputs_changed:
+            self._reopen_outputs()
         if config.buffer != old_buffer or config.rules != old_rules or config.gateway != old_gateway:
             self.core.stop()
             self.outbox.close()
             self._open_outbox()
+        elif outputs_changed and self.core.rules is not None:
+            self._restore_outputs_on_core()
         self._start_workers()
         self._start_control()
+
+    def _reopen_outputs(self) -> None:
+        """New outputs for a reloaded config: the old ones off and released first, as they may share pins."""
+        self.outputs.close()
+        try:
+            self._open_outputs()
+        except OutputError as exc:
+            log.critical("%s — the local outputs stay off until the next reload or restart", exc)
+
+    def _restore_outputs_on_core(self) -> None:
+        """The new outputs learn the raised alarms on the core thread: no transition can slip in between."""
+        def restore(rules) -> list[dict[str, Any]]:
+            self.outputs.restore(rules.raised())
+            return []
+
+        try:
+            self._on_rules(restore)
+        except CommandError as exc:
+            log.error("the new outputs could not learn the raised alarms (%s); they follow new transitions only", exc)
+
+    def _offer_to_outputs(self, transition: dict[str, Any]) -> None:
+        """The core's alarm sink for the outputs of the moment (a reload replaces them)."""
+        self.outputs.offer(transition)
+
+    def _button_pressed(self, output: AlarmOutput) -> None:
+        """An output's acknowledge button, on gpiozero's thread: only enqueue; the core acknowledges.
+
+        It acknowledges what the output sounds for when the core gets to it, exactly as
+        ``linli alarm ack`` would, so the acknowledgement is published and kept like any other.
+        """
+        core, now = self.core, self.clock.now_ms()
+        if core is None or core.rules is None:
+            log.warning("acknowledge button of %r pressed, but no rules run", output)
+            return
+
+        def acknowledge(rules) -> list[dict[str, Any]]:
+            alarms = output.sounding()
+            log.info("acknowledge button of %r pressed: acknowledging %s", output, ", ".join(alarms) or "nothing")
+            found: list[dict[str, Any]] = []
+            for alarm in alarms:
+                try:
+                    found += rules.acknowledge(alarm, now)
+                except RuleError as exc:  # gateway/away, say: nothing a button can acknowledge
+                    log.warning("acknowledge button of %r: %s", output, exc)
+            return found
+
+        try:
+            core.inbox.put_nowait(("call", acknowledge, _LogFailure(f"acknowledge button of {output!r}")))
+        except queue.Full:
+            log.error("acknowledge button of %r pressed, but the core's inbox is full; press it again", output)
 
     def command_handlers(self) -> dict[str, Any]:
         """What the central side may ask of this gateway over ``cmd/<name>``."""
@@ -226,6 +302,7 @@ class Agent:
             "lost_readings": self.core.lost_readings if self.core else 0,
             "refused_records": self.core.refused_records if self.core else 0,
             "outbox_error": self.core.commit_error if self.core else None,
+            "outputs": self.outputs.status(),
         }
         return gather(outbox_stats, self.clock, self.started, extra, outbox_path=self.config.buffer.path)
 
@@ -247,24 +324,26 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, on_signal)
         self.start()
-        self.notifier.ready()
-        interval = self.notifier.watchdog_interval()
-        tick = min(1.0, interval / 2) if interval else 1.0
-        while not self._stop_requested.is_set():
-            self._wake.clear()  # before looking at the flags, so a signal arriving now still wakes the wait
-            if self._reload_requested.is_set():
-                self._reload_requested.clear()
-                self._reload_from_file()
-            if self.healthy():
-                self.notifier.watchdog()
-            else:
-                stale = [n for n, age in self.heartbeats().items() if age >= STALE_HEARTBEAT]
-                log.error("not feeding the watchdog: %s stopped reporting", ", ".join(stale))
-            self.notifier.status(self.status_line())
-            self._wake.wait(tick)
-        log.info("stopping: flushing the outbox and publishing offline")
-        self.notifier.stopping()
-        self.stop()
+        try:
+            self.notifier.ready()
+            interval = self.notifier.watchdog_interval()
+            tick = min(1.0, interval / 2) if interval else 1.0
+            while not self._stop_requested.is_set():
+                self._wake.clear()  # before looking at the flags, so a signal arriving now still wakes the wait
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    self._reload_from_file()
+                if self.healthy():
+                    self.notifier.watchdog()
+                else:
+                    stale = [n for n, age in self.heartbeats().items() if age >= STALE_HEARTBEAT]
+                    log.error("not feeding the watchdog: %s stopped reporting", ", ".join(stale))
+                self.notifier.status(self.status_line())
+                self._wake.wait(tick)
+            log.info("stopping: flushing the outbox and publishing offline")
+            self.notifier.stopping()
+        finally:  # an exception too: the outputs must not be left sounding, or silent in an unknown state
+            self.stop()
         return 0
 
     def _reload_from_file(self) -> None:
@@ -278,6 +357,24 @@ class Agent:
             log.info("reloading config from %s", source)
             self.reload(config)
         self.notifier.ready()
+
+
+class _LogFailure:
+    """The reply box of a core call nobody waits for (a button press): a failure is logged, not handed back."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def put(self, result: tuple[bool, Any]) -> None:
+        ok, value = result
+        if not ok:
+            log.error("%s failed: %s", self.what, value)
+
+
+def _output_setup(config: Config) -> tuple:
+    """What the outputs are built from: a change in it rebuilds them on reload, nothing else does."""
+    used = {output.bus for output in config.outputs}
+    return config.outputs, tuple(bus for bus in config.buses if bus.name in used)
 
 
 def parse_until(text: Any, timezone: str) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import fnmatch
 import functools
 import ipaddress
 import os
@@ -34,7 +35,7 @@ from drivers.options import Option, validate_options
 from drivers.registry import BUS_KINDS, bus_class, driver_class, driver_names
 from edge.errors import ConfigError
 from edge.i18n import _
-from edge.rules import KINDS, SEVERITIES, RuleConfig, parse_window
+from edge.rules import AWAY_ALARM, KINDS, SEVERITIES, RuleConfig, parse_window
 
 DEFAULT_PATH = "/etc/linli/edge.toml"
 
@@ -102,6 +103,19 @@ class SensorConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    id: str
+    kind: str                             # buzzer | led | relay (OUTPUT_KINDS)
+    bus: str                              # a [[bus]] of kind gpio
+    pin: int                              # BCM number
+    on: tuple[str, ...]                   # fnmatch patterns on "<sensor>/<rule>"
+    active_high: bool = True
+    min_severity: str = "warning"         # alarms below it do not switch the output on
+    ack_button: int | None = None         # BCM number of a push button that acknowledges what it sounds for
+    ack_button_pull: str = "up"           # up: the button closes to ground
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig
     mqtt: MqttConfig = MqttConfig()
@@ -110,6 +124,7 @@ class Config:
     buses: tuple[BusConfig, ...] = ()
     sensors: tuple[SensorConfig, ...] = ()
     rules: tuple[RuleConfig, ...] = ()
+    outputs: tuple[OutputConfig, ...] = ()
     # the file it was loaded from; relative paths in it are resolved against its folder
     source: str | None = None
 
@@ -255,6 +270,8 @@ class _Context:
     sensor_quantities: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
     #: (section, name) -> key path of the entry that first used it
     names: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: alarm name ("<sensor>/<rule>") -> its severity, for outputs to check what they follow
+    alarm_severities: dict[str, str] = field(default_factory=lambda: {AWAY_ALARM: "info"})
 
     @functools.cached_property
     def driver_names(self) -> list[str]:
@@ -589,6 +606,8 @@ def _sensor(table: _Table, ctx: _Context) -> SensorConfig | None:
     if bus is not None:
         _check_bus(table, ctx, bus, driver, cls)
     options = table.check_class(cls, rest, siblings=tuple(SENSOR_OPTIONS)) if cls is not None else {}
+    if ctx.bus_kinds.get(bus) == "gpio" and isinstance(options.get("pin"), int):
+        _claim_pin(table, ctx, "pin", bus, options["pin"])
     if values.get("id") is not None:
         usable = cls is not None and not table.problems
         ctx.sensor_quantities.setdefault(values["id"], cls.quantities_for(options) if usable else None)
@@ -689,6 +708,7 @@ def _rule(table: _Table, ctx: _Context) -> RuleConfig | None:
     _rule_input(table, ctx, values.get("sensor"), values.get("quantity"))
     if values.get("id") is not None and values.get("sensor") is not None:
         ctx.claim(table, "rule", "id", f"{values['sensor']}/{values['id']}")
+        ctx.alarm_severities.setdefault(f"{values['sensor']}/{values['id']}", values.get("severity", "warning"))
     # Without a usable kind its keys cannot be judged: reporting them all as unknown would mislead.
     params = _rule_params(table, kind, rest) if kind is not None else {}
     if table.problems:
@@ -753,6 +773,84 @@ def _rule_together(table: _Table, kind: str, params: dict[str, Any]) -> None:
                 bin=_show(table.raw["bin"]), value=_show(table.raw["window"])))
 
 
+# --- [[output]] -----------------------------------------------------------------------------------------
+OUTPUT_KINDS = ("buzzer", "led", "relay")
+OUTPUT_OPTIONS = {
+    "id": Option("str", required=True, check=_name),
+    "kind": Option("str", required=True, choices=OUTPUT_KINDS),
+    "bus": Option("str", required=True),
+    "pin": Option("int", required=True, min=0, max=27),
+    "active_high": Option("bool", default=True),
+    "on": Option("list", required=True),
+    "min_severity": Option("str", default="warning", choices=SEVERITIES),
+    "ack_button": Option("int", min=0, max=27),
+    "ack_button_pull": Option("str", default="up", choices=("up", "down")),
+}
+
+
+def _output(table: _Table, ctx: _Context) -> OutputConfig | None:
+    values = table.check(OUTPUT_OPTIONS, table.raw)
+    if values.get("id") is not None:
+        ctx.claim(table, "output", "id", values["id"])
+    bus = values.get("bus")
+    if bus is not None:
+        _check_bus(table, ctx, bus, None, None)
+        kind = ctx.bus_kinds.get(bus)
+        if kind is not None and kind != "gpio":
+            table.problem("bus", _('an output needs a gpio bus, "{bus}" is {kind}').format(bus=bus, kind=kind))
+        elif kind == "gpio":
+            for key in ("pin", "ack_button"):
+                if values.get(key) is not None:
+                    _claim_pin(table, ctx, key, bus, values[key])
+    if "ack_button_pull" in table.raw and "ack_button" not in table.raw:
+        table.problem("ack_button_pull", _("is only used with {other}").format(other=f"{table.path}.ack_button"))
+    patterns = _output_patterns(table, ctx, values.get("on"))
+    if patterns and "min_severity" in values:
+        _output_audible(table, ctx, patterns, values["min_severity"])
+    if table.problems:
+        return None
+    return OutputConfig(**{**_present(values), "on": patterns})
+
+
+def _output_patterns(table: _Table, ctx: _Context, patterns: list[Any] | None) -> tuple[str, ...]:
+    """``on``: alarm name patterns, each matching at least one alarm the rules make (a typo must not go silent)."""
+    if patterns is None:
+        return ()
+    if not patterns:
+        table.problem("on", _('expected a list of alarm patterns like ["pump-pressure/*"], got an empty list'))
+    alarms = list(ctx.alarm_severities)
+    for index, pattern in enumerate(patterns):
+        if not isinstance(pattern, str) or not pattern.strip():
+            message = _('expected an alarm pattern like "pump-pressure/*", got {value}').format(value=_show(pattern))
+        elif not any(fnmatch.fnmatchcase(alarm, pattern) for alarm in alarms):
+            message = _("{value} matches no alarm; the rules make {alarms}").format(
+                value=_show(pattern), alarms=", ".join(_show(a) for a in alarms))
+        else:
+            continue
+        table.report.add((*table.place, list(table.raw).index("on"), index), f"{table.path}.on[{index}]", message)
+        table.problems += 1
+    return tuple(pattern for pattern in patterns if isinstance(pattern, str))
+
+
+def _output_audible(table: _Table, ctx: _Context, patterns: tuple[str, ...], min_severity: str) -> None:
+    """An output whose every alarm is below its ``min_severity`` would never sound: say so."""
+    followed = {a: s for a, s in ctx.alarm_severities.items() if any(fnmatch.fnmatchcase(a, p) for p in patterns)}
+    if followed and all(SEVERITIES.index(s) < SEVERITIES.index(min_severity) for s in followed.values()):
+        key = "min_severity" if "min_severity" in table.raw else "on"
+        table.problem(key, _("every alarm it follows is less severe than {value}, so it would never sound: "
+                             "{alarms}").format(value=_show(min_severity), alarms=", ".join(
+                                 f"{_show(a)} ({s})" for a, s in followed.items())))
+
+
+def _claim_pin(table: _Table, ctx: _Context, key: str, bus: str, pin: int) -> None:
+    """Record that ``key`` of ``table`` uses GPIO ``pin`` of ``bus``; a problem when something else did first."""
+    path = f"{table.path}.{key}"
+    first = ctx.names.setdefault(("gpio pin", f"{bus}/{pin}"), path)
+    if first != path:
+        table.problem(key, _('GPIO {pin} of bus "{bus}" is already used by {other}').format(
+            pin=pin, bus=bus, other=first))
+
+
 # --- the sections, in the order they are checked (a section may use what an earlier one found) ---------
 SECTIONS: tuple[Section, ...] = (
     Section("gateway", "gateway", _gateway, required=True),
@@ -762,6 +860,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("bus", "buses", _bus, many=True),
     Section("sensor", "sensors", _sensor, many=True),
     Section("rule", "rules", _rule, many=True),
+    Section("output", "outputs", _output, many=True),
 )
 
 

@@ -186,6 +186,18 @@ class RuleEngine:
         return found
 
     # --- persistence ----------------------------------------------------------------------------------
+    def raised(self) -> list[dict[str, Any]]:
+        """The alarms raised now, as ``{"alarm", "severity", "acknowledged"}``.
+
+        Transitions tell who listens what changes; this tells a listener that starts late
+        (a buzzer after a restart, when :meth:`restore` brought raised alarms back) where things stand.
+        """
+        found = [{"alarm": unit.rule.alarm, "severity": unit.rule.severity, "acknowledged": unit.alarm.acked}
+                 for unit in self._units if unit.alarm.raised]
+        if self.away_until is not None:
+            found.append({"alarm": AWAY_ALARM, "severity": "info", "acknowledged": False})
+        return found
+
     def snapshot(self) -> dict[str, Any]:
         """The full state, JSON-able: timers, references, totals, bins, alarm states, away."""
         return {
