@@ -21,6 +21,8 @@ DRIVERS: dict[str, str] = {
     "mbus_meter": "drivers.mbus_meter:MbusMeter",
     "modbus": "drivers.modbus:Modbus",
     "modbus_pressure": "drivers.modbus_pressure:ModbusPressure",
+    "mr60bha1": "drivers.mr60bha1:Mr60bha1",
+    "mr60bha2": "drivers.mr60bha2:Mr60bha2",
     "pulse_meter": "drivers.pulse_meter:PulseMeter",
 }
 

@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "  linli decode modbus 01 03 00 02 00 03 A4 0B --json\n"
                                 "exit status 0 when decoded, 65 for a bad frame"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("protocol", choices=("mbus", "cjt188", "modbus"))
+    p.add_argument("protocol", choices=("mbus", "cjt188", "modbus", "mr60bha1", "mr60bha2"))
     p.add_argument("hex", nargs="+", metavar="HEX", help=_("the frame's bytes in hex; spaces allowed"))
     p.add_argument("--json", action="store_true", help=_("machine-readable output"))
     p.set_defaults(func=cmd_decode)

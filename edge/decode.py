@@ -27,11 +27,19 @@ What the JSON says:
   (``st0``, ``st1`` and the valve and battery bits read with the default
   mapping: ST0 bits 0–1 valve, bit 2 battery).
 * **Modbus RTU**: a read request or its answer (registers as numbers).
+* **MR60BHA1 / MR60BHA2** radar frames (one or several back to back):
+  ``{"frames": [{"kind", "value", "unit"}, …]}`` with the kinds ``presence``,
+  ``movement``, ``distance`` (cm), ``heart_rate`` (bpm), ``breathing_rate``
+  (1/min), ``in_bed``, ``sleep_state`` as the radar sent them (a rate of 0 stays
+  0; "none" states and "no target" are null); valid frames without such a value
+  are listed under ``ignored``.
 
 >>> decode("mbus", "10 7B 05 80 16")["function"]
 'REQ_UD2'
 >>> decode("cjt188", "68 10 01 00 00 05 08 00 00 83 03 81 0A 00 97 16")["address"]
 '00000805000001'
+>>> decode("mr60bha1", "53 59 85 02 00 01 59 8D 54 43")
+{'frames': [{'kind': 'heart_rate', 'value': 89, 'unit': 'bpm'}]}
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from drivers.codecs import cjt188, mbus, mbus_link, modbus
+from drivers.codecs import cjt188, mbus, mbus_link, modbus, mr60bha1, mr60bha2
 from drivers.errors import DeviceFault, FrameError
 from edge.errors import LinliError
 from edge.i18n import _
@@ -64,7 +72,7 @@ def parse_hex(text: str) -> bytes:
     ('e5', '10 5b 01 5c 16')
     """
     cleaned = re.sub(r"0[xX]", "", text)
-    cleaned = re.sub(r"[\s,:;-]", "", cleaned)
+    cleaned = re.sub(r"[\s,:;.-]", "", cleaned)  # "." as ESPHome logs bytes
     if not cleaned or len(cleaned) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", cleaned):
         bad = re.search(r"[^0-9a-fA-F]", cleaned)
         raise BadFrame(_("not hex bytes: {text!r}").format(text=text[:80]),
@@ -228,10 +236,43 @@ def decode_modbus(frame: bytes) -> dict[str, Any]:
     return {"protocol": "modbus", "frame": "response", "unit": unit, "function": function, "registers": registers}
 
 
+# --- 60 GHz vital-sign radars ------------------------------------------------------------------------------------
+
+
+def _radar(codec, frames: list, overhead: int, other: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """``{"frames": [{"kind", "value", "unit"}, …]}``; frames that carry none of the kinds (waveforms, point
+    clouds, …) are listed under ``ignored`` so that a pasted capture is fully accounted for."""
+    decoded, ignored, start = [], [], 0
+    for frame in frames:
+        try:
+            found = codec.values(frame)
+        except FrameError as exc:  # its offset counts from the frame's first byte, not the input's
+            raise FrameError(str(exc), offset=start + (exc.offset or 0)) from None
+        start += overhead + len(frame.data)
+        decoded += [{"kind": v.kind, "value": v.value, "unit": v.unit} for v in found]
+        if not found:
+            ignored.append(other(frame) | {"data": frame.data.hex(" ")})
+    return {"frames": decoded} | ({"ignored": ignored} if ignored else {})
+
+
+def decode_mr60bha1(raw: bytes) -> dict[str, Any]:
+    """One or more MR60BHA1 frames back to back (``53 59 … 54 43``)."""
+    return _radar(mr60bha1, mr60bha1.parse_frames(raw), mr60bha1.MIN_FRAME_LENGTH,
+                  lambda f: {"control": f"{f.control:02X}", "command": f"{f.command:02X}"})
+
+
+def decode_mr60bha2(raw: bytes) -> dict[str, Any]:
+    """One or more MR60BHA2 frames back to back (``01 ID LEN TYPE HCK DATA DCK``)."""
+    return _radar(mr60bha2, mr60bha2.parse_frames(raw), mr60bha2.HEADER_LENGTH + 1,
+                  lambda f: {"type": f"{f.type:04X}"})
+
+
 DECODERS: dict[str, Callable[[bytes], dict[str, Any]]] = {
     "mbus": decode_mbus,
     "cjt188": decode_cjt188,
     "modbus": decode_modbus,
+    "mr60bha1": decode_mr60bha1,
+    "mr60bha2": decode_mr60bha2,
 }
 
 
