@@ -10,7 +10,11 @@ same agent as ``linli run``:
   one by secondary address; the second goes silent 45 s in (its neighbour keeps
   being read) and answers again 30 s later;
 - an RS-485 line with two CJ/T 188 water meters, a 2004 and a 2018 edition;
-- a reed-switch water meter on a GPIO pin.
+- a reed-switch water meter on a GPIO pin;
+- the pump room's jockey-pump running contact and a buzzer that sounds while
+  the pressure alarm is raised (GPIO);
+- a bedroom: a bed pad (a trip to the toilet a few minutes in) and a 60 GHz
+  vital-sign radar streaming heart and breathing rates, with some corrupted frames.
 
 The meters' volumes grow with a senior's day of water use, played fast. The
 stream printed is what a central subscriber receives.
@@ -19,6 +23,7 @@ stream printed is what a central subscriber receives.
 from __future__ import annotations
 
 import contextlib
+import math
 import json
 import queue
 import sys
@@ -36,11 +41,13 @@ from edge.errors import LinliError
 from edge.i18n import _
 from edge.simulate.broker import LocalBroker
 from edge.simulate.cjt188_meter import UNIT_L, UNIT_M3, Cjt188WaterMeter
+from edge.simulate.contacts import ContactSim, night_in_bed, pump_starts
 from edge.simulate.line import SimulatedLine
 from edge.simulate.mbus_meter import MbusWaterMeter
 from edge.simulate.modbus_device import FlowMeterSim
 from edge.simulate.modbus_pressure import PressureTransmitterSim, fire_main_profile
 from edge.simulate.pulse import PulseMeterSim, morning_use
+from edge.simulate.radar import Mr60bha2Simulator
 from edge.simulate.water_use import household_use
 
 EX_UNAVAILABLE = 69
@@ -49,6 +56,12 @@ PRESSURE_SENSOR = "pump-pressure"
 FLOW_SENSOR = "pump-flow"
 WATER_SENSOR = "flat-302-water"
 WATER_PIN = 17
+PUMP_SENSOR, PUMP_PIN = "jockey-pump", 22
+BED_SENSOR, BED_PIN = "bed-201", 23
+RADAR_SENSOR = "bed-201-radar"
+BUZZER_PIN = 18
+#: The night in bed played 60 times faster: turning over at 30 s, the toilet at 4 minutes for 6 s.
+NIGHT_SPEED = 60.0
 #: (sensor id, primary address, secondary id) of the M-Bus meters; the second is read by secondary address.
 MBUS_METERS = (("flat-101-water", 1, "24100101"), ("flat-102-water", 2, "24100102"))
 #: (sensor id, address, DI order of the meter, di_order in config) of the CJ/T 188 meters.
@@ -67,7 +80,7 @@ class BrokerUnavailable(LinliError):
 def demo_config(gateway_id: str, host: str, port: int, workdir: Path, ports: dict[str, str]) -> dict[str, Any]:
     """The demo's configuration, as a TOML table would give it (validated like any other).
 
-    ``ports`` maps the serial buses (``pump``, ``flow``, ``mbus``, ``rs485``) to their simulated ports.
+    ``ports`` maps the serial buses (``pump``, ``flow``, ``mbus``, ``rs485``, ``radar``) to their simulated ports.
     """
     mbus = [{"id": sensor, "driver": "mbus_meter", "bus": "mbus-1", "interval": "5s",
              "address": secondary if index else primary, "records": ["volume", "volume_flow"]}
@@ -87,6 +100,7 @@ def demo_config(gateway_id: str, host: str, port: int, workdir: Path, ports: dic
              "timeout": "300ms"},
             {"name": "rs485-2", "kind": "serial", "port": ports["rs485"], "baudrate": 2400, "parity": "E",
              "timeout": "500ms"},
+            {"name": "radar", "kind": "serial", "port": ports["radar"], "baudrate": 115200},
             {"name": "gpio", "kind": "gpio", "pin_factory": "mock"},
         ],
         "sensor": [
@@ -102,12 +116,24 @@ def demo_config(gateway_id: str, host: str, port: int, workdir: Path, ports: dic
             *cjt188,
             {"id": WATER_SENSOR, "driver": "pulse_meter", "bus": "gpio", "pin": WATER_PIN,
              "litres_per_pulse": 1.0, "interval": "5s"},
+            {"id": PUMP_SENSOR, "driver": "contact", "bus": "gpio", "pin": PUMP_PIN, "quantity": "pump_running",
+             "interval": "1s", "report_every": "30s"},
+            {"id": BED_SENSOR, "driver": "bed_pad", "bus": "gpio", "pin": BED_PIN, "hold": "3s", "interval": "1s",
+             "report_every": "30s"},
+            {"id": RADAR_SENSOR, "driver": "mr60bha2", "bus": "radar", "interval": "5s",
+             "publish": ["presence", "heart_rate", "breathing_rate"]},
+        ],
+        "output": [
+            {"id": "pump-room-buzzer", "kind": "buzzer", "bus": "gpio", "pin": BUZZER_PIN, "on": ["pump-pressure/*"]},
         ],
         "rule": [
             # The sprinkler main below its static-pressure floor for 4 s; cleared above 0.12 MPa (hysteresis).
             {"id": "low", "sensor": PRESSURE_SENSOR, "quantity": "pressure", "kind": "threshold",
              "below": 0.10, "clear_above": 0.12, "for": "4s", "severity": "critical",
              "message": "fire-water pressure below the floor"},
+            # Out of bed for more than 5 s (the pad's own hold already ignores turning over).
+            {"id": "out-of-bed", "sensor": BED_SENSOR, "quantity": "presence", "kind": "state", "equals": False,
+             "for": "5s", "severity": "warning", "message": "out of bed"},
             # A meter has gone quiet: no good reading for 15 s.
             *({"id": "silent", "sensor": sensor, "quantity": "volume", "kind": "stale", "after": "15s"}
               for sensor in (WATER_SENSOR, *(m[0] for m in MBUS_METERS), *(m[0] for m in CJT188_METERS))),
@@ -198,6 +224,14 @@ class StreamViewer:
         return _paint(text, "33") if record.get("quality") != "good" else text
 
 
+def _wait_opened(worker, sensors: tuple[str, ...], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(slot.opened for slot in worker.slots if slot.sensor_id in sensors):
+        if time.monotonic() > deadline:
+            raise LinliError(_("the simulated GPIO sensors did not open: {error}").format(error=worker.bus_error))
+        time.sleep(0.05)  # the bus thread opens them on its first pass; nothing signals it
+
+
 class _Script:
     """Things to do at given seconds since start, done from the demo's main loop."""
 
@@ -252,12 +286,15 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
                               start_m3=56.78 + index, unit=UNIT_L if index else UNIT_M3)
              for index, (_sensor, address, order, _config) in enumerate(CJT188_METERS)],
             baudrate=2400, name="ttyRS485"))
+        radar = stack.enter_context(Mr60bha2Simulator(period=0.25, corruption=0.02, seed=1))
         ports = {"pump": transmitter.port, "flow": flow_meter.port, "mbus": mbus_line.path,
-                 "rs485": cjt188_line.path}
+                 "rs485": cjt188_line.path, "radar": radar.path}
         config = validate(demo_config(gateway_id, host, port, workdir, ports), source="linli demo")
         say(_("gateway {gateway}: pump room on {pump} and {flow} (Modbus RTU), two M-Bus meters on {mbus}, "
               "two CJ/T 188 meters on {rs485}, a pulse water meter on GPIO{pin} (mock)").format(
             gateway=gateway_id, pin=WATER_PIN, **ports))
+        say(_("bedroom: bed pad on GPIO{bed} (mock), vital-sign radar on {radar}; jockey pump contact on GPIO{pump}, "
+              "buzzer on GPIO{buzzer}").format(bed=BED_PIN, radar=radar.path, pump=PUMP_PIN, buzzer=BUZZER_PIN))
         say(_("{sensor} goes silent {at:.0f} s in and answers again {back:.0f} s later").format(
             sensor=MBUS_METERS[1][0], at=SILENT_AT, back=SILENT_FOR))
         say(_("subscribed to {topic}/# — Ctrl-C stops").format(topic=config.base_topic))
@@ -270,12 +307,25 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
             raise LinliError(_("the simulated GPIO bus did not open: {error}").format(error=water_bus.bus_error))
         stack.enter_context(PulseMeterSim(water_bus.bus.factory, WATER_PIN, litres_per_pulse=1.0,
                                           flow_l_per_min=morning_use(speed=30.0)))
-        silence = _Script(((SILENT_AT, lambda: mbus_line.set_fault(mbus_meters[1], "silent")),
-                           (SILENT_AT + SILENT_FOR, lambda: mbus_line.set_fault(mbus_meters[1], None))))
+        # The contact drivers set their pins' pulls when they open; drive the pins only after that.
+        _wait_opened(water_bus, (PUMP_SENSOR, BED_SENSOR))
+        # The jockey pump tops the main up for 8 s every 40 s; the resident sleeps, turns over, gets up at night.
+        stack.enter_context(ContactSim(water_bus.bus.factory, PUMP_PIN, bounce=3, closed_is_high=False)).play(
+            pump_starts(every=40.0, run=8.0, count=1, first=5.0), every=40.0)
+        stack.enter_context(ContactSim(water_bus.bus.factory, BED_PIN, closed_is_high=False)).play(
+            night_in_bed(speed=NIGHT_SPEED))
+        script = _Script((
+            (SILENT_AT, lambda: mbus_line.set_fault(mbus_meters[1], "silent")),
+            (SILENT_AT + SILENT_FOR, lambda: mbus_line.set_fault(mbus_meters[1], None)),
+            # A sleeper's heart and breathing drift slowly.
+            *((t, lambda t=t: radar.set(heart_rate=round(66 + 6 * math.sin(t / 40), 1),
+                                        breathing_rate=round(14 + 2 * math.sin(t / 55), 1)))
+              for t in range(5, 3600, 5)),
+        ))
         deadline = None if seconds is None else time.monotonic() + seconds
         try:
             while deadline is None or time.monotonic() < deadline:
-                silence.run_due()
+                script.run_due()
                 time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
         except KeyboardInterrupt:
             say(_("stopping…"))
