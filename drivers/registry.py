@@ -15,9 +15,11 @@ from importlib.metadata import entry_points
 from drivers.base import Bus, Driver
 
 DRIVERS: dict[str, str] = {
+    "ads1115_loop": "drivers.ads1115_loop:Ads1115Loop",
     "bed_pad": "drivers.bed_pad:BedPad",
     "cjt188_meter": "drivers.cjt188_meter:Cjt188Meter",
     "contact": "drivers.contact:Contact",
+    "honeywell_pressure": "drivers.honeywell_pressure:HoneywellPressure",
     "mbus_meter": "drivers.mbus_meter:MbusMeter",
     "modbus": "drivers.modbus:Modbus",
     "modbus_pressure": "drivers.modbus_pressure:ModbusPressure",

@@ -143,9 +143,26 @@ class RegisterModel:
 
 
 def test_i2c_options():
-    assert validate_options(I2cBus.options, {}) == ({"device": 1}, [])
+    assert validate_options(I2cBus.options, {}) == ({"device": 1, "simulator": None}, [])
     assert validate_options(I2cBus.options, {"device": -1})[1] == [("device", "must be at least 0, got -1")]
     assert validate_options(I2cBus.options, {"device": "1"})[1] == [("device", 'expected an integer, got "1"')]
+
+
+def test_i2c_simulator_by_name():
+    from drivers.transports import i2c
+
+    class Registers:
+        def read_byte_data(self, address, register):
+            return 0x42
+
+    with pytest.raises(TransportError, match="no simulated I2C bus named 'bench'"):
+        I2cBus("i2c", {"simulator": "bench"}).open()
+    i2c.SIMULATED["bench"] = Registers()
+    try:
+        with I2cBus("i2c", {"simulator": "bench"}) as bus:
+            assert bus.smbus.read_byte_data(0x48, 0) == 0x42
+    finally:
+        del i2c.SIMULATED["bench"]
 
 
 def test_i2c_missing_device_says_how_to_enable_it():

@@ -9,6 +9,11 @@ Tests and simulators inject their own register model instead of a device:
 >>> with I2cBus("i2c", {"device": 1}, smbus=Registers()) as bus:
 ...     hex(bus.smbus.read_byte_data(0x48, 0x00))
 '0x42'
+
+A simulated bus can also be named in config (``simulator = "demo"``) once a
+simulator has registered it in :data:`SIMULATED` — the way ``linli demo`` and
+the end-to-end tests put a simulated ADS1115 under the real agent, as
+pyserial's ``loop://`` does for serial ports.
 """
 
 from __future__ import annotations
@@ -23,12 +28,29 @@ from drivers.errors import TransportError
 from drivers.options import Option, validate_options
 
 
+#: Simulated buses by name, registered by ``edge.simulate`` for ``simulator = "<name>"`` in config.
+SIMULATED: dict[str, Any] = {}
+
+
+def i2c_error(exc: OSError, address: int, bus: Any) -> TransportError:
+    """A :class:`TransportError` a technician can act on, for an ``OSError`` from an I2C transfer."""
+    path = getattr(bus, "path", "the I2C bus")
+    device = getattr(bus, "device", 1)
+    if exc.errno in (errno.EREMOTEIO, errno.ENXIO):
+        return TransportError(f"no device at 0x{address:02X} on {path}: check wiring / ADDR pin / "
+                              f"i2cdetect -y {device}")
+    reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+    return TransportError(f"I2C transfer with 0x{address:02X} on {path} failed: {reason} — check wiring, "
+                          f"pull-ups and cable length")
+
+
 class I2cBus(Bus):
     """``/dev/i2c-<device>`` opened with smbus2 (or an injected object with its API)."""
 
     kind = "i2c"
     options = {
         "device": Option("int", default=1, min=0, max=255, help="bus number: 1 is /dev/i2c-1 on the GPIO header"),
+        "simulator": Option("str", help="a simulated bus of this process (linli demo, tests) instead of a device"),
     }
 
     def __init__(self, name: str, options: dict[str, Any], smbus: Any = None):
@@ -53,6 +75,11 @@ class I2cBus(Bus):
         """Open the bus; a no-op when it is open already."""
         if self._smbus is not None:
             return
+        if self._injected is None and self.config.get("simulator") is not None:
+            name = self.config["simulator"]
+            if name not in SIMULATED:
+                raise TransportError(f"no simulated I2C bus named {name!r} in this process")
+            self._injected = SIMULATED[name]
         if self._injected is not None:
             self._smbus = self._injected
             return
