@@ -5,7 +5,9 @@ same agent as ``linli run``:
 
 - the pump room: a Modbus RTU pressure transmitter (pymodbus's server) whose
   pressure dips below the sprinkler floor half a minute in, and a Modbus flow
-  meter on the main (float32 flow, uint32 totaliser);
+  meter on the main (float32 flow, uint32 totaliser); a 4-20 mA transmitter on
+  the sprinkler riser read through an ADS1115 on a simulated I2C bus, whose wire
+  breaks 60 s in for 20 s;
 - an M-Bus line at 2400 Bd with two flats' water meters, one by primary and
   one by secondary address; the second goes silent 45 s in (its neighbour keeps
   being read) and answers again 30 s later;
@@ -35,6 +37,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from drivers.transports import i2c
 from edge.agent import Agent
 from edge.config import validate
 from edge.errors import LinliError
@@ -42,6 +45,7 @@ from edge.i18n import _
 from edge.simulate.broker import LocalBroker
 from edge.simulate.cjt188_meter import UNIT_L, UNIT_M3, Cjt188WaterMeter
 from edge.simulate.contacts import ContactSim, night_in_bed, pump_starts
+from edge.simulate.i2c_chips import Ads1115, FakeSMBus, LoopTransmitter
 from edge.simulate.line import SimulatedLine
 from edge.simulate.mbus_meter import MbusWaterMeter
 from edge.simulate.modbus_device import FlowMeterSim
@@ -60,6 +64,9 @@ PUMP_SENSOR, PUMP_PIN = "jockey-pump", 22
 BED_SENSOR, BED_PIN = "bed-201", 23
 RADAR_SENSOR = "bed-201-radar"
 BUZZER_PIN = 18
+LOOP_SENSOR = "riser-pressure"
+#: When the riser transmitter's loop wire breaks, and for how long (seconds since start).
+BREAK_AT, BREAK_FOR = 60.0, 20.0
 #: The night in bed played 60 times faster: turning over at 30 s, the toilet at 4 minutes for 6 s.
 NIGHT_SPEED = 60.0
 #: (sensor id, primary address, secondary id) of the M-Bus meters; the second is read by secondary address.
@@ -80,7 +87,8 @@ class BrokerUnavailable(LinliError):
 def demo_config(gateway_id: str, host: str, port: int, workdir: Path, ports: dict[str, str]) -> dict[str, Any]:
     """The demo's configuration, as a TOML table would give it (validated like any other).
 
-    ``ports`` maps the serial buses (``pump``, ``flow``, ``mbus``, ``rs485``, ``radar``) to their simulated ports.
+    ``ports`` maps the serial buses (``pump``, ``flow``, ``mbus``, ``rs485``, ``radar``) to their simulated
+    ports, and ``i2c`` to the name of the simulated I2C bus.
     """
     mbus = [{"id": sensor, "driver": "mbus_meter", "bus": "mbus-1", "interval": "5s",
              "address": secondary if index else primary, "records": ["volume", "volume_flow"]}
@@ -101,10 +109,13 @@ def demo_config(gateway_id: str, host: str, port: int, workdir: Path, ports: dic
             {"name": "rs485-2", "kind": "serial", "port": ports["rs485"], "baudrate": 2400, "parity": "E",
              "timeout": "500ms"},
             {"name": "radar", "kind": "serial", "port": ports["radar"], "baudrate": 115200},
+            {"name": "i2c", "kind": "i2c", "simulator": ports["i2c"]},
             {"name": "gpio", "kind": "gpio", "pin_factory": "mock"},
         ],
         "sensor": [
             {"id": PRESSURE_SENSOR, "driver": "modbus_pressure", "bus": "rs485-1", "address": 1, "interval": "2s"},
+            {"id": LOOP_SENSOR, "driver": "ads1115_loop", "bus": "i2c", "interval": "2s", "address": 0x48,
+             "channel": 0, "pga": 4.096, "data_rate": 128, "shunt_ohms": 150.0, "span": [0.0, 1.6], "unit": "MPa"},
             {"id": FLOW_SENSOR, "driver": "modbus", "bus": "rs485-3", "address": 3, "interval": "5s",
              "registers": [
                  {"quantity": "volume_flow", "unit": "m3/h", "register": FlowMeterSim.REG_FLOW, "type": "float32",
@@ -131,6 +142,9 @@ def demo_config(gateway_id: str, host: str, port: int, workdir: Path, ports: dic
             {"id": "low", "sensor": PRESSURE_SENSOR, "quantity": "pressure", "kind": "threshold",
              "below": 0.10, "clear_above": 0.12, "for": "4s", "severity": "critical",
              "message": "fire-water pressure below the floor"},
+            # The riser transmitter's loop below 3.6 mA: a broken wire or a dead transmitter.
+            {"id": "loop-fault", "sensor": LOOP_SENSOR, "quantity": "loop_current", "kind": "threshold",
+             "below": 3.6, "for": "4s", "severity": "critical", "message": "pressure loop broken"},
             # Out of bed for more than 5 s (the pad's own hold already ignores turning over).
             {"id": "out-of-bed", "sensor": BED_SENSOR, "quantity": "presence", "kind": "state", "equals": False,
              "for": "5s", "severity": "warning", "message": "out of bed"},
@@ -287,8 +301,13 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
              for index, (_sensor, address, order, _config) in enumerate(CJT188_METERS)],
             baudrate=2400, name="ttyRS485"))
         radar = stack.enter_context(Mr60bha2Simulator(period=0.25, corruption=0.02, seed=1))
+        riser = LoopTransmitter(shunt_ohms=150.0, span=(0.0, 1.6))
+        riser.set_pressure(lambda t: 0.62 + 0.01 * math.sin(t / 7))
+        i2c_name = f"demo-{id(riser):x}"
+        i2c.SIMULATED[i2c_name] = FakeSMBus(Ads1115(0x48, {0: riser}))
+        stack.callback(i2c.SIMULATED.pop, i2c_name, None)
         ports = {"pump": transmitter.port, "flow": flow_meter.port, "mbus": mbus_line.path,
-                 "rs485": cjt188_line.path, "radar": radar.path}
+                 "rs485": cjt188_line.path, "radar": radar.path, "i2c": i2c_name}
         config = validate(demo_config(gateway_id, host, port, workdir, ports), source="linli demo")
         say(_("gateway {gateway}: pump room on {pump} and {flow} (Modbus RTU), two M-Bus meters on {mbus}, "
               "two CJ/T 188 meters on {rs485}, a pulse water meter on GPIO{pin} (mock)").format(
@@ -317,6 +336,8 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
         script = _Script((
             (SILENT_AT, lambda: mbus_line.set_fault(mbus_meters[1], "silent")),
             (SILENT_AT + SILENT_FOR, lambda: mbus_line.set_fault(mbus_meters[1], None)),
+            (BREAK_AT, riser.break_wire),
+            (BREAK_AT + BREAK_FOR, lambda: riser.set_pressure(0.62)),
             # A sleeper's heart and breathing drift slowly.
             *((t, lambda t=t: radar.set(heart_rate=round(66 + 6 * math.sin(t / 40), 1),
                                         breathing_rate=round(14 + 2 * math.sin(t / 55), 1)))

@@ -72,7 +72,7 @@ def test_demo_streams_readings_to_an_existing_broker_and_stops_cleanly(broker):
     assert topics[0] == "status" and messages[0]["payload"]["state"] == "online"
     records = [r for m in messages if m["topic"].endswith("/telemetry") for r in m["payload"]["records"]]
     devices = {"pump-pressure", "pump-flow", "flat-101-water", "flat-102-water", "flat-201-water", "flat-202-water",
-               "flat-302-water", "jockey-pump", "bed-201"}
+               "flat-302-water", "jockey-pump", "bed-201", "riser-pressure"}
     assert {r["sensor"] for r in records if r["quality"] == "good"} >= devices
     # The radar's first read finds nothing measured yet (bad, not_reported); it is read every 5 s.
     assert {r["sensor"] for r in records} == devices | {"bed-201-radar"}
