@@ -169,11 +169,7 @@ class Ads1115Loop(Driver):
         return ("loop_current", options.get("quantity") or "pressure")
 
     def __init__(self, sensor_id: str, options: dict[str, Any], bus: Bus):
-        defaults, _ = validate_options(self.options, {})
-        merged = {**defaults, **options}
-        problems = self.check_options(merged)
-        if problems:
-            raise ValueError("; ".join(f"{key}: {message}" for key, message in problems))
+        merged = self.resolved_options(options)
         super().__init__(sensor_id, merged, bus)
         self.quantities = self.quantities_for(merged)
         self.address: int = merged["address"]

@@ -28,7 +28,7 @@ from drivers.base import Bus, Driver, Measurement
 from drivers.codecs import honeywell
 from drivers.errors import DeviceFault
 from drivers.transports.i2c import i2c_error
-from drivers.options import Option, validate_options
+from drivers.options import Option
 
 #: Units of the part-number range codes: M mbar, B bar, K kPa, G MPa, L Pa, N inH2O, P psi.
 UNITS = ("mbar", "bar", "kPa", "MPa", "Pa", "inH2O", "psi")
@@ -80,11 +80,7 @@ class HoneywellPressure(Driver):
         return ("pressure", "temperature") if options.get("temperature") else ("pressure",)
 
     def __init__(self, sensor_id: str, options: dict[str, Any], bus: Bus):
-        defaults, _ = validate_options(self.options, {})
-        merged = {**defaults, **options}
-        problems = self.check_options(merged)
-        if problems:
-            raise ValueError("; ".join(f"{key}: {message}" for key, message in problems))
+        merged = self.resolved_options(options)
         super().__init__(sensor_id, merged, bus)
         self.quantities = self.quantities_for(merged)
         self.address: int = merged["address"]
