@@ -6,8 +6,8 @@ same agent as ``linli run``:
 - the pump room: a Modbus RTU pressure transmitter (pymodbus's server) whose
   pressure dips below the sprinkler floor half a minute in, and a Modbus flow
   meter on the main (float32 flow, uint32 totaliser); a 4-20 mA transmitter on
-  the sprinkler riser read through an ADS1115 on a simulated I2C bus, whose wire
-  breaks 60 s in for 20 s;
+  the sprinkler riser read through an ADS1115 on a simulated I2C bus, which feels
+  the same dip and whose wire breaks 60 s in for 20 s;
 - an M-Bus line at 2400 Bd with two flats' water meters, one by primary and
   one by secondary address; the second goes silent 45 s in (its neighbour keeps
   being read) and answers again 30 s later;
@@ -238,6 +238,12 @@ class StreamViewer:
         return _paint(text, "33") if record.get("quality") != "good" else text
 
 
+def _riser_pressure(t: float) -> float:
+    """MPa on the sprinkler riser: 0.62 with a ripple, down to 0.35 while the main dips (30–52 s)."""
+    dip = 0.27 if 30.0 <= t < 52.0 else 0.0
+    return round(0.62 - dip + 0.01 * math.sin(t / 7), 4)
+
+
 def _wait_opened(worker, sensors: tuple[str, ...], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not all(slot.opened for slot in worker.slots if slot.sensor_id in sensors):
@@ -302,7 +308,13 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
             baudrate=2400, name="ttyRS485"))
         radar = stack.enter_context(Mr60bha2Simulator(period=0.25, corruption=0.02, seed=1))
         riser = LoopTransmitter(shunt_ohms=150.0, span=(0.0, 1.6))
-        riser.set_pressure(lambda t: 0.62 + 0.01 * math.sin(t / 7))
+        # The riser feels the same dip as the main half a minute in, then its loop wire breaks.
+        riser_start = time.monotonic()
+
+        def riser_profile(_t: float) -> float:
+            return _riser_pressure(time.monotonic() - riser_start)
+
+        riser.set_pressure(riser_profile)
         i2c_name = f"demo-{id(riser):x}"
         i2c.SIMULATED[i2c_name] = FakeSMBus(Ads1115(0x48, {0: riser}))
         stack.callback(i2c.SIMULATED.pop, i2c_name, None)
@@ -337,7 +349,7 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
             (SILENT_AT, lambda: mbus_line.set_fault(mbus_meters[1], "silent")),
             (SILENT_AT + SILENT_FOR, lambda: mbus_line.set_fault(mbus_meters[1], None)),
             (BREAK_AT, riser.break_wire),
-            (BREAK_AT + BREAK_FOR, lambda: riser.set_pressure(0.62)),
+            (BREAK_AT + BREAK_FOR, lambda: riser.set_pressure(riser_profile)),
             # A sleeper's heart and breathing drift slowly.
             *((t, lambda t=t: radar.set(heart_rate=round(66 + 6 * math.sin(t / 40), 1),
                                         breathing_rate=round(14 + 2 * math.sin(t / 55), 1)))
