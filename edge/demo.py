@@ -131,7 +131,7 @@ def demo_config(gateway_id: str, host: str, port: int, workdir: Path, ports: dic
              "interval": "1s", "report_every": "30s"},
             {"id": BED_SENSOR, "driver": "bed_pad", "bus": "gpio", "pin": BED_PIN, "hold": "3s", "interval": "1s",
              "report_every": "30s"},
-            {"id": RADAR_SENSOR, "driver": "mr60bha2", "bus": "radar", "interval": "5s",
+            {"id": RADAR_SENSOR, "driver": "mr60bha2", "bus": "radar", "interval": "2s",
              "publish": ["presence", "heart_rate", "breathing_rate"]},
         ],
         "output": [
