@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drivers.codecs.vital_signs import Value
 from drivers.errors import FrameError
 
 HEADER = b"\x53\x59"
@@ -76,15 +77,6 @@ class Frame:
     control: int
     command: int
     data: bytes
-
-
-@dataclass(frozen=True)
-class Value:
-    """One value a frame carries: ``kind`` (presence, heart_rate, …), the value and its unit."""
-
-    kind: str
-    value: float | int | bool | None
-    unit: str | None
 
 
 def checksum(body: bytes) -> int:

@@ -32,6 +32,7 @@ import math
 import struct
 from dataclasses import dataclass
 
+from drivers.codecs.vital_signs import Value
 from drivers.errors import FrameError
 
 START = 0x01
@@ -58,15 +59,6 @@ class Frame:
     frame_id: int
     type: int
     data: bytes
-
-
-@dataclass(frozen=True)
-class Value:
-    """One value a frame carries: ``kind`` (presence, heart_rate, …), the value and its unit."""
-
-    kind: str
-    value: float | int | bool | None
-    unit: str | None
 
 
 def checksum(data: bytes) -> int:
