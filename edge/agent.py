@@ -210,16 +210,17 @@ class Agent:
     def _button_pressed(self, output: AlarmOutput) -> None:
         """An output's acknowledge button, on gpiozero's thread: only enqueue; the core acknowledges.
 
-        It acknowledges what the output sounds for when the core gets to it, exactly as
-        ``linli alarm ack`` would, so the acknowledgement is published and kept like any other.
+        It acknowledges what the output sounded for at the press, exactly as ``linli alarm ack``
+        would, so the acknowledgement is published and kept like any other.
         """
         core, now = self.core, self.clock.now_ms()
         if core is None or core.rules is None:
             log.warning("acknowledge button of %r pressed, but no rules run", output)
             return
+        # What sounds now, when the person pressed — not what may sound by the time the core gets to it.
+        alarms = output.sounding()
 
         def acknowledge(rules) -> list[dict[str, Any]]:
-            alarms = output.sounding()
             log.info("acknowledge button of %r pressed: acknowledging %s", output, ", ".join(alarms) or "nothing")
             found: list[dict[str, Any]] = []
             for alarm in alarms:

@@ -845,7 +845,8 @@ def _output_audible(table: _Table, ctx: _Context, patterns: tuple[str, ...], min
 def _claim_pin(table: _Table, ctx: _Context, key: str, bus: str, pin: int) -> None:
     """Record that ``key`` of ``table`` uses GPIO ``pin`` of ``bus``; a problem when something else did first."""
     path = f"{table.path}.{key}"
-    first = ctx.names.setdefault(("gpio pin", f"{bus}/{pin}"), path)
+    # Every gpio bus drives the same header: a pin is one pin whatever bus name it is reached through.
+    first = ctx.names.setdefault(("gpio pin", str(pin)), path)
     if first != path:
         table.problem(key, _('GPIO {pin} of bus "{bus}" is already used by {other}').format(
             pin=pin, bus=bus, other=first))

@@ -195,6 +195,10 @@ class Core(threading.Thread):
             return True
 
     def _raise(self, transitions: list[dict[str, Any]]) -> None:
+        if transitions and self.rules is not None:
+            # An alarm commits at once: the rules' state must go in the same commit, or a crash right
+            # after it restores rules that have not raised (or acknowledged) what was already published.
+            self.outbox.set_state(RULES_STATE, self.rules.snapshot())
         for transition in transitions:
             self._add(transition, Priority.ALARM)
             for sink in self.alarm_sinks:

@@ -177,9 +177,11 @@ class AlarmOutput:
 class Outputs:
     """Every configured output, offered each alarm transition by the core (it is an alarm sink).
 
-    Each GPIO bus the outputs use gets its own pin factory here, apart from the
-    bus thread's: outputs live from the agent's start to its exit, while bus
-    threads come and go with reloads and close their factory when they end.
+    Each GPIO bus the outputs use is opened here, apart from the bus thread's:
+    outputs live from the agent's start to its exit, while bus threads come and
+    go with reloads. On hardware both get the process's one factory for the
+    backend (closed by its last user, see ``drivers.transports.gpio``), so a bus
+    thread ending never releases an output's pin; a mock bus has its own pins.
     ``on_press(output)`` is called on gpiozero's thread when an output's
     acknowledge button is pressed.
     """

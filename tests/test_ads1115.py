@@ -376,3 +376,13 @@ def test_walk_through_4_12_20_ma_and_a_broken_wire_on_the_bus_thread():
         worker.stop()
     pressures = [r for r in recorder.records if r["quantity"] == "pressure"]
     assert all(r["value"] is None for r in pressures if r["quality"] == "bad")
+
+
+def test_a_full_scale_code_is_never_a_pressure_even_just_under_21_ma():
+    # ±4.096 V over 195.04 Ω ends at 21.0008 mA: allowed, but a clipped code reads 20.9996 mA — the true
+    # current may be any fault above it, so the pressure is a loop fault, not "out of range".
+    _, bus = rig(Ads1115(0x48, {}))
+    driver = loop_driver(bus, shunt_ohms=195.04)
+    found = {m.quantity: (m.quality, m.reason) for m in driver.measurements(0x7FFF)}
+    assert found == {"loop_current": ("uncertain", "adc_full_scale"), "pressure": ("bad", "loop_fault")}
+    assert Ads1115Loop.check_options({**OPTIONS, "shunt_ohms": 4.096 / 0.021})[0][0] == "pga"

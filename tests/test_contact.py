@@ -123,8 +123,28 @@ def test_bounces_are_not_changes_and_a_glitch_shorter_than_debounce_is_nothing()
     level.edge(3.0, True)   # a 1 ms glitch: not a start
     level.edge(3.001, False)
     assert level.settle(4.0) is False
-    assert level.take_changes() == [(1.0008, True), (2.0005, False)]
+    # Dated from the first edge of each bounce train: that is when the contact really moved.
+    assert level.take_changes() == [(1.0, True), (2.0, False)]
     assert level.activations.last_hour(4.0) == 1
+
+
+def test_a_spike_back_to_the_old_level_does_not_restart_the_hold():
+    # A bed pad opened at 0 s; a 1 ms spike every 8 s on a long cable must not keep the bed "occupied".
+    pad = StableLevel(True, rise=0.5, fall=10.0, now=0.0)
+    pad.edge(0.0, False)
+    for t in (8.0, 16.0, 24.0):
+        pad.edge(t, True)
+        pad.edge(t + 0.001, False)
+    assert pad.settle(30.0) is False
+    assert pad.take_changes() == [(0.0, False)]
+
+
+def test_a_return_that_holds_cancels_the_change():
+    pad = StableLevel(True, rise=0.5, fall=10.0, now=0.0)
+    pad.edge(0.0, False)       # got up...
+    pad.edge(3.0, True)        # ...and lay down again within the hold: turning over, not leaving
+    assert pad.settle(3.4) is True and pad.settle(20.0) is True
+    assert pad.take_changes() == []
 
 
 def test_a_missed_edge_repeating_the_level_changes_nothing():
@@ -400,3 +420,12 @@ def test_documentation_examples_hold(module):
     results = doctest.testmod(module)
     assert results.attempted > 0
     assert results.failed == 0
+
+
+def test_spikes_on_an_empty_bed_never_make_presence():
+    pad = StableLevel(False, rise=0.5, fall=10.0, now=0.0)
+    for t in (8.0, 16.0, 24.0):
+        pad.edge(t, True)
+        pad.edge(t + 0.001, False)
+    assert pad.settle(30.0) is False
+    assert pad.take_changes() == []

@@ -6,7 +6,7 @@ import math
 
 from buffer.outbox import Outbox, Priority
 from drivers.base import Measurement
-from edge.core import Core
+from edge.core import RULES_STATE, Core
 from edge.model import reading_record
 from tests.mqtt_helpers import wait_until
 
@@ -122,3 +122,20 @@ def test_driver_state_is_persisted_with_its_reading(tmp_path):
         outbox.close()
     with Outbox(tmp_path / "o.db") as reopened:
         assert reopened.get_state("driver/flat-302-water") == {"pulses": 1234}
+
+
+def test_the_rules_state_goes_out_in_the_same_commit_as_the_alarm(tmp_path):
+    # A crash right after an alarm was committed must not restore rules that never raised it.
+    outbox = Outbox(tmp_path / "o.db", commit_interval=60)   # no group commit would save the state in time
+    rules = RaiseBelow(0.10)
+    core = Core(outbox, rules=rules)
+    core.start()
+    try:
+        core.submit_reading(reading(0.08))
+        wait_until(lambda: outbox.fetch({}, 10), 5, "the alarm committed at once")
+        rules.floor = 0.2  # the state as it is after the alarm; it must not be what the commit carried
+        with Outbox(tmp_path / "o.db") as second:   # what a restarted agent would read
+            assert second.get_state(RULES_STATE) == {"floor": 0.10}
+    finally:
+        core.stop()
+        outbox.close()

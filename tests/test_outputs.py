@@ -460,3 +460,10 @@ def test_config_problems_name_their_key_paths(tmp_path, text, expected):
 def test_two_sensors_on_one_pin_are_refused_too(tmp_path):
     text = '[[sensor]]\nid = "second-meter"\ndriver = "pulse_meter"\nbus = "gpio"\npin = 17\nlitres_per_pulse = 1.0\n'
     assert problems(tmp_path, text) == ['sensor[2].pin: GPIO 17 of bus "gpio" is already used by sensor[1].pin']
+
+
+def test_one_pin_reached_through_two_gpio_buses_is_still_one_pin(tmp_path):
+    # Every gpio bus drives the same header: a second bus name does not make GPIO 17 free again.
+    text = ('[[bus]]\nname = "header"\nkind = "gpio"\npin_factory = "mock"\n'
+            '[[output]]\nid = "b"\nkind = "buzzer"\nbus = "header"\npin = 17\non = ["pump-pressure/*"]\n')
+    assert problems(tmp_path, text) == ['output[0].pin: GPIO 17 of bus "header" is already used by sensor[1].pin']

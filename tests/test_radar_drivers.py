@@ -212,3 +212,29 @@ def test_a_bad_value_in_the_second_frame_is_reported_at_its_place_in_the_input()
     code, out, _ = run_decode("mr60bha1", "53 59 85 02 00 01 59 8D 54 43", "53 59 85 02 00 02 40 41 B6 54 43", "--json")
     assert code == 65
     assert json.loads(out) == {"error": "heart rate carries 1 data byte, got 2", "offset": 16}
+
+
+def test_a_lost_presence_change_is_corrected_by_the_periodic_query():
+    # Presence comes only on change; if that one frame is corrupted, the driver's own query puts it right.
+    from drivers.codecs import mr60bha1
+    from drivers.mr60bha1 import REASK_EVERY
+
+    breath = mr60bha1.build_frame(mr60bha1.BREATH, 0x02, bytes((15,)))
+    with PtyPair() as pty:
+        bus, driver = open_driver(Mr60bha1, pty.path, publish=["presence", "breathing_rate"])
+        try:
+            assert pty.read(64, timeout=1.0) == mr60bha1.QUERY_PRESENCE     # asked at open
+            pty.write(mr60bha1.build_frame(mr60bha1.HUMAN, mr60bha1.PRESENCE, b"\x01") + breath)
+            wait_until(lambda: published(driver.read())["presence"] == (True, "good", None))
+            nobody = bytearray(mr60bha1.build_frame(mr60bha1.HUMAN, mr60bha1.PRESENCE, b"\x00"))
+            nobody[-3] ^= 0xFF                                               # the change frame arrives damaged
+            pty.write(bytes(nobody) + breath)
+            queries = b""
+            for _ in range(REASK_EVERY):
+                assert published(driver.read())["presence"] == (True, "good", None)   # not known to be wrong yet
+                queries += pty.read(64, timeout=0.05)
+            assert mr60bha1.QUERY_PRESENCE in queries
+            pty.write(mr60bha1.build_frame(mr60bha1.HUMAN, 0x81, b"\x00") + breath)  # the answer: nobody
+            wait_until(lambda: published(driver.read())["presence"] == (False, "good", None))
+        finally:
+            bus.close()

@@ -191,3 +191,30 @@ def test_documentation_examples_hold(module):
     results = doctest.testmod(module)
     assert results.attempted > 0
     assert results.failed == 0
+
+
+def test_a_hardware_factory_is_shared_and_closed_by_its_last_user():
+    # gpiozero's hardware factories share their pins per process: a bus thread closing "its" factory on a
+    # reload would take the alarm buzzer's pin with it. One factory per backend, closed with its last user.
+    from gpiozero.pins.mock import MockFactory
+
+    from drivers.transports import gpio
+
+    closed = []
+
+    class Factory(MockFactory):
+        def close(self):
+            closed.append(self)
+            super().close()
+
+    first = gpio._acquire("bench-backend", Factory)
+    second = gpio._acquire("bench-backend", Factory)
+    assert first is second
+    gpio._release(first)
+    assert closed == []            # the outputs still use it
+    gpio._release(second)
+    assert closed == [first]
+    own, other = gpio._acquire("mock", Factory), gpio._acquire("mock", Factory)
+    assert own is not other        # a mock bus has pins of its own
+    gpio._release(own)
+    gpio._release(other)

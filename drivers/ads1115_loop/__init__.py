@@ -158,7 +158,8 @@ class Ads1115Loop(Driver):
         elif values.get("channel") is not None and values.get("differential") is not None:
             problems.append(("differential", 'conflicts with "channel": give one input, not both'))
         shunt, pga = values.get("shunt_ohms"), values.get("pga")
-        if shunt and pga and pga < FAULT_HIGH * shunt / 1000:
+        # Strictly above 21 mA × shunt: full scale itself must lie beyond the NAMUR high-fault limit.
+        if shunt and pga and pga <= FAULT_HIGH * shunt / 1000:
             problems.append(("pga", f"±{pga:g} V ends at {pga / shunt * 1000:.1f} mA through {shunt:g} Ω; choose a "
                                     f"pga of at least {FAULT_HIGH * shunt / 1000:g} V (21 mA × {shunt:g} Ω) so that a "
                                     "NAMUR high fault (above 21 mA) is seen"))
@@ -288,7 +289,8 @@ class Ads1115Loop(Driver):
             current = Measurement("loop_current", ma, "mA", quality="uncertain", reason="adc_full_scale")
         else:
             current = Measurement("loop_current", ma, "mA")
-        state = namur(ma)
+        # A clipped ADC says only "at least this much": the current may be a fault above 21 mA.
+        state = "fault" if is_full_scale(code) else namur(ma)
         if state == "fault":
             return [current, Measurement(self.quantity, None, self.unit, quality="bad", reason="loop_fault")]
         value = scale(ma, self.span, self._value_digits)

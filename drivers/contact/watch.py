@@ -15,7 +15,7 @@ the pad stay open for ``hold`` before saying the bed is empty:
 >>> for t, level in [(100.0, True), (100.2, False), (100.21, True), (160.0, False), (163.0, True)]:
 ...     pad.edge(t, level)                 # lies down (with a bounce), turns over at 160 s
 >>> pad.settle(200.0), pad.take_changes()
-(True, [(100.21, True)])
+(True, [(100.0, True)])
 >>> pad.edge(300.0, False); pad.settle(305.0), pad.settle(310.0), pad.take_changes()
 (True, False, [(300.0, False)])
 """
@@ -83,8 +83,21 @@ class StableLevel:
     that has held long enough by ``now`` and returns the accepted level.
     Accepted changes wait in :meth:`take_changes` (at most :data:`MAX_CHANGES`;
     :attr:`dropped` counts any lost from the front) and every change to true is
-    counted in :attr:`activations`. Edges repeating the current level (a missed
-    edge on real hardware) change nothing. Not thread-safe: the caller locks.
+    counted in :attr:`activations`. A return to the accepted level cancels a
+    pending change only once it has held for the shorter of ``rise`` and
+    ``fall`` (the debounce); shorter returns are glitches and the pending
+    change keeps its start.
+    Edges repeating the current level (a missed edge on real hardware) change
+    nothing. Not thread-safe: the caller locks.
+
+    >>> pad = StableLevel(False, rise=0.5, fall=10.0, now=0.0)   # a bed pad: empty
+    >>> pad.edge(0.0, True); pad.settle(1.0)                     # lies down
+    True
+    >>> pad.edge(100.0, False); pad.edge(108.0, True); pad.edge(108.001, False)  # up; a 1 ms spike at 108 s
+    >>> pad.settle(109.0), pad.settle(110.0)                     # the hold still counts from 100 s
+    (True, False)
+    >>> pad.take_changes()
+    [(0.0, True), (100.0, False)]
     """
 
     def __init__(self, level: bool, *, rise: float, fall: float, now: float | None = None):
@@ -94,6 +107,7 @@ class StableLevel:
         self.activations = Activations()
         self.dropped = 0
         self._pending: tuple[float, bool] | None = None  # (since, level) not yet held long enough
+        self._returned: float | None = None  # when the pin went back to the accepted level meanwhile
         self._changes: deque[tuple[float, bool]] = deque(maxlen=MAX_CHANGES)
         self._last = -math.inf if now is None else now
 
@@ -104,15 +118,22 @@ class StableLevel:
         self.settle(t)
         if self._pending is None:
             if level != self.level:
-                self._pending = (t, level)
-        elif level != self._pending[1]:
-            self._pending = None  # back to the accepted level before the new one held: a bounce
+                self._pending, self._returned = (t, level), None
+        elif level == self._pending[1]:
+            self._returned = None  # the return was a glitch: the new level holds on from its first edge
+        elif self._returned is None:
+            # Back to the accepted level: the change is cancelled only if that return itself holds
+            # (a spike on a long cable must not restart a bed pad's hold time).
+            self._returned = t
 
     def settle(self, now: float) -> bool:
         """Accept a pending change that has held until ``now``; the accepted level."""
         if self._pending is not None:
             since, level = self._pending
-            if now - since >= (self.rise if level else self.fall):
+            if self._returned is not None:
+                if now - self._returned >= min(self.rise, self.fall):
+                    self._pending = self._returned = None  # the old level is back for good
+            elif now - since >= (self.rise if level else self.fall):
                 self._pending = None
                 self.level = level
                 if len(self._changes) == MAX_CHANGES:

@@ -24,6 +24,10 @@ from drivers.options import validate_options  # noqa: F401  (used by the doctest
 DEFAULT_PUBLISH = ("presence", "movement", "distance", "heart_rate", "breathing_rate")
 
 
+#: Reads between two presence queries while presence is known (at a 5 s interval: every minute).
+REASK_EVERY = 12
+
+
 class Mr60bha1(StreamingRadar):
     """The MR60BHA1's frames through :mod:`drivers.codecs.mr60bha1`."""
 
@@ -39,8 +43,9 @@ class Mr60bha1(StreamingRadar):
         self._ask_presence()
 
     def after_read(self) -> None:
-        # Presence comes only on change: after opening, or after an outage made us forget it, ask.
-        if not self.known("presence"):
+        # Presence comes only on change: after opening, or after an outage made us forget it, ask — and
+        # every REASK_EVERY reads anyway, so a change frame lost to a bad checksum is not believed for ever.
+        if not self.known("presence") or self._reads % REASK_EVERY == 0:
             self._ask_presence()
 
     def _ask_presence(self) -> None:

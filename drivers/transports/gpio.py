@@ -12,8 +12,9 @@ and the agent) never share pins by accident.
 from __future__ import annotations
 
 import os
+import threading
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Callable
 
 from drivers.base import Bus
 from drivers.errors import TransportError
@@ -60,19 +61,51 @@ class GpioBus(Bus):
             return
         configured = self.config.get("pin_factory")
         if configured:
-            self.factory = _create(configured, f'pin_factory = "{configured}"')
+            self.factory = _acquire(configured, lambda: _create(configured, f'pin_factory = "{configured}"'))
             return
         from_env = os.environ.get(_ENV)
         if from_env:
-            self.factory = _create(from_env.lower(), f"{_ENV}={from_env}")
+            name = from_env.lower()
+            self.factory = _acquire(name, lambda: _create(name, f"{_ENV}={from_env}"))
             return
         self.factory = _search()
 
     def close(self) -> None:
-        """Release every pin of the factory; safe to call twice."""
+        """Let go of the factory (closed with every pin once its last user lets go); safe to call twice."""
         factory, self.factory = self.factory, None
         if factory is not None:
-            factory.close()
+            _release(factory)
+
+
+# gpiozero's hardware factories share one table of pins per process (LocalPiFactory.pins), and
+# closing any of them releases every pin in it: the bus thread's factory must not take the alarm
+# buzzer's pin with it on a reload. So each hardware backend has one factory per process, closed
+# when its last user lets go. A mock factory has pins of its own and belongs to its bus alone.
+_shared: dict[str, list] = {}  # backend name -> [factory, users]
+_shared_lock = threading.Lock()
+
+
+def _acquire(name: str, create: Callable[[], Any]):
+    if name == "mock":
+        return create()
+    with _shared_lock:
+        entry = _shared.get(name)
+        if entry is None:
+            entry = _shared[name] = [create(), 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def _release(factory) -> None:
+    with _shared_lock:
+        for name, entry in _shared.items():
+            if entry[0] is factory:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _shared[name]
+                    factory.close()
+                return
+    factory.close()
 
 
 def _entry_points() -> dict[str, Any]:
@@ -102,7 +135,7 @@ def _search():
             failures.append(f"{name}: not installed")
             continue
         try:
-            return entry_point.load()()
+            return _acquire(name, lambda entry_point=entry_point: entry_point.load()())
         except Exception as exc:  # try the next one, as gpiozero itself does
             failures.append(f"{name}: {exc}")
     raise TransportError(
