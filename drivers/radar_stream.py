@@ -63,6 +63,8 @@ class StreamingRadar(Driver):
     common_options: ClassVar[dict[str, Option]] = {
         "stale_after": Option("int", default=3, min=1, max=1000,
                               help="publish a value as stale once this many reads passed without a new one"),
+        "max_age": Option("duration", default="15s", min=1.0, max=3600.0,
+                          help="and never publish a heart rate, breathing rate or distance older than this"),
         "silence": Option("duration", default="10s", min=0.5, max=600.0,
                           help="no bytes (or no valid frame) for this long: the radar is dead or unplugged"),
     }
@@ -72,12 +74,13 @@ class StreamingRadar(Driver):
         super().__init__(sensor_id, {**defaults, **options}, bus)
         self.publish: tuple[str, ...] = tuple(self.config["publish"])
         self.stale_after: int = self.config["stale_after"]
+        self.max_age: float = self.config["max_age"]
         self.silence: float = self.config["silence"]
         self.parser = self.codec.StreamParser()
         #: Frames with a good checksum whose content the manual does not allow.
         self.invalid = 0
         self._reads = 0
-        self._latest: dict[str, tuple[Any, int]] = {}
+        self._latest: dict[str, tuple[Any, int, float]] = {}
         self._last_byte = self._last_frame = time.monotonic()
         self._bytes_since_frame = 0
 
@@ -109,7 +112,7 @@ class StreamingRadar(Driver):
                 self.invalid += 1
                 continue
             for value in reported:
-                self._latest[value.kind] = (value.value, self._reads)
+                self._latest[value.kind] = (value.value, self._reads, now)
         if frames:
             self._last_frame = now
             self._bytes_since_frame = 0
@@ -152,8 +155,11 @@ class StreamingRadar(Driver):
         unit = self.codec.KINDS[kind]
         if kind not in self._latest:
             return Measurement(kind, None, unit, quality="bad", reason="not_reported")
-        value, seen = self._latest[kind]
-        if kind not in self.held_kinds and self._reads - seen >= self.stale_after:
+        value, seen, at = self._latest[kind]
+        # Counted in reads (a radar that stopped sending one value) and in seconds (with a long interval,
+        # stale_after reads would be minutes): an old heart rate is never published as new.
+        if kind not in self.held_kinds and (self._reads - seen >= self.stale_after
+                                            or time.monotonic() - at > self.max_age):
             return Measurement(kind, None, unit, quality="bad", reason="stale")
         if value is None or (kind in _RATES and value == 0):
             return Measurement(kind, None, unit, quality="bad",

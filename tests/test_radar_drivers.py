@@ -4,6 +4,7 @@ the driver through SerialBus as the bus thread would; staleness, silence, garbag
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 import time
@@ -238,3 +239,24 @@ def test_a_lost_presence_change_is_corrected_by_the_periodic_query():
             wait_until(lambda: published(driver.read())["presence"] == (False, "good", None))
         finally:
             bus.close()
+
+
+def test_a_heart_rate_older_than_max_age_is_stale_even_within_stale_after_reads():
+    from drivers.codecs import mr60bha2
+
+    heart = mr60bha2.build_frame(mr60bha2.HEART_RATE, struct.pack("<f", 70.0))
+    breath = mr60bha2.build_frame(mr60bha2.BREATHING_RATE, struct.pack("<f", 14.0))
+    with PtyPair() as pty:
+        bus, driver = open_driver(Mr60bha2, pty.path, publish=["heart_rate", "breathing_rate"],
+                                  stale_after=100, max_age="1s")
+        try:
+            pty.write(heart + breath)
+            wait_until(lambda: published(driver.read())["heart_rate"] == (70.0, "good", None))
+            deadline = time.monotonic() + 1.2
+            while time.monotonic() < deadline:   # the radar keeps sending breathing, no heart rate
+                pty.write(breath)
+                time.sleep(0.1)                  # the radar's own pace: time passing is the point here
+            got = published(driver.read())
+        finally:
+            bus.close()
+    assert got == {"heart_rate": (None, "bad", "stale"), "breathing_rate": (14.0, "good", None)}
