@@ -172,9 +172,10 @@ class Agent:
         self._stop_workers(drain_timeout=2.0)
         old_buffer, old_rules, old_gateway = self.config.buffer, self.config.rules, self.config.gateway
         outputs_changed = _output_setup(config) != _output_setup(self.config)
+        previous = self.config
         self.config = config
         if outputs_changed:
-            self._reopen_outputs()
+            self._reopen_outputs(previous)
         if config.buffer != old_buffer or config.rules != old_rules or config.gateway != old_gateway:
             self.core.stop()
             self.outbox.close()
@@ -184,13 +185,22 @@ class Agent:
         self._start_workers()
         self._start_control()
 
-    def _reopen_outputs(self) -> None:
-        """New outputs for a reloaded config: the old ones off and released first, as they may share pins."""
+    def _reopen_outputs(self, previous: Config) -> None:
+        """New outputs for a reloaded config: the old ones off and released first, as they may share pins.
+
+        New outputs that cannot be opened give way to the previous ones again: a gateway that
+        could sound its alarms before a reload must not go silent because of it.
+        """
         self.outputs.close()
         try:
             self._open_outputs()
         except OutputError as exc:
-            log.critical("%s — the local outputs stay off until the next reload or restart", exc)
+            log.critical("%s — keeping the previous outputs", exc)
+            self.outputs = Outputs(previous.outputs, previous.buses, self._button_pressed)
+            try:
+                self.outputs.open()
+            except OutputError as again:
+                log.critical("%s — the local outputs stay off until the next reload or restart", again)
 
     def _restore_outputs_on_core(self) -> None:
         """The new outputs learn the raised alarms on the core thread: no transition can slip in between."""

@@ -183,6 +183,25 @@ def test_a_reload_moving_the_buzzer_switches_the_old_pin_off_and_the_new_one_on(
     assert new.state is False
 
 
+def test_a_reload_whose_outputs_cannot_open_keeps_the_previous_ones_sounding(tmp_path, broker, transmitter,
+                                                                              subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    config = load_config(write_config(tmp_path, broker.port, transmitter.port))
+    agent = Agent(config)
+    agent.start()
+    try:
+        transmitter.set_profile(0.05)
+        sub.wait_for(lambda _m: alarm_states(sub) == ["raised"], 10, "the low-pressure alarm")
+        wait_until(lambda: buzzer(agent).device.pin.state is True, 5, "the buzzer on")
+        impossible = dataclasses.replace(config.outputs[0], pin=99)   # no such GPIO: the new outputs fail
+        agent.reload(dataclasses.replace(config, outputs=(impossible,)))
+        kept = buzzer(agent).device.pin
+        assert kept.info.name == "GPIO18" and kept.state is True, "the previous buzzer sounds on"
+    finally:
+        agent.stop(drain_timeout=5)
+    assert kept.state is False
+
+
 @pytest.mark.skipif(importlib.util.find_spec("lgpio") is not None, reason="lgpio may work on this machine")
 def test_an_output_without_gpio_stops_linli_run_with_a_clear_message(tmp_path, broker, transmitter):
     path = write_config(tmp_path, broker.port, transmitter.port, extra=RULE_AND_BUZZER.replace(
