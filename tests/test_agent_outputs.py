@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import queue
 import signal
 import subprocess
+import threading
 
 import pytest
 
@@ -200,6 +202,47 @@ def test_a_reload_whose_outputs_cannot_open_keeps_the_previous_ones_sounding(tmp
     finally:
         agent.stop(drain_timeout=5)
     assert kept.state is False
+
+
+TWO_RULES_AND_BUZZER = RULE_AND_BUZZER.replace("[[output]]", """[[rule]]
+id = "high"
+sensor = "pump-pressure"
+quantity = "pressure"
+kind = "threshold"
+above = 0.30
+severity = "warning"
+
+[[output]]""")
+
+
+def test_the_button_acknowledges_what_sounded_when_it_was_pressed(tmp_path, broker, transmitter, subscriber_factory):
+    # A critical alarm already on its way to the core when the button is pressed for a warning must still sound.
+    from drivers.base import Measurement
+    from edge.model import reading_record
+
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    config = load_config(write_config(tmp_path, broker.port, transmitter.port, extra=TWO_RULES_AND_BUZZER))
+    agent = Agent(config)
+    agent.start()
+    release = threading.Event()
+    try:
+        sub.wait_for(lambda m: any(x.kind == "alarm" and x.payload["alarm"] == "pump-pressure/high" for x in m),
+                     10, "the warning at 0.35 MPa")
+        wait_until(lambda: buzzer(agent).sounding() == ["pump-pressure/high"], 5, "the buzzer on for the warning")
+        agent.core.inbox.put(("call", lambda _rules: release.wait(10) and [], queue.Queue()))  # the core is busy
+        low = reading_record("pump-pressure", Measurement("pressure", 0.05, "MPa"), agent.clock.stamp())
+        assert agent.core.submit_reading(low)                  # queued before the press...
+        button = buzzer(agent).button.pin
+        button.drive_low()                                     # ...and the press, meant for the warning
+        button.drive_high()
+        release.set()
+        sub.wait_for(lambda _m: "raised" in alarm_states(sub), 10, "the critical alarm at the broker")
+        wait_until(lambda: "pump-pressure/low" in buzzer(agent).sounding(), 5, "the buzzer on for the critical alarm")
+        assert "acknowledged" not in alarm_states(sub)
+        assert buzzer(agent).device.pin.state is True
+    finally:
+        release.set()
+        agent.stop(drain_timeout=5)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("lgpio") is not None, reason="lgpio may work on this machine")
