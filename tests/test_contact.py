@@ -429,3 +429,12 @@ def test_spikes_on_an_empty_bed_never_make_presence():
         pad.edge(t + 0.001, False)
     assert pad.settle(30.0) is False
     assert pad.take_changes() == []
+
+
+def test_a_change_whose_edge_the_hardware_missed_is_seen_at_the_next_read(bus):
+    with contact(bus) as pump:
+        pin = bus.factory.pin(PIN)
+        assert [m.value for m in pump.read() if m.quantity == "pump_running"] == [False]
+        pin._state = False   # the contact closed, but no edge was reported (as a lost interrupt would do)
+        changes = [m.value for m in pump.read() if m.quantity == "pump_running"]
+    assert changes == [True]

@@ -291,6 +291,9 @@ class WatchedInput(Driver):
             raise DriverError(f"{self.name} {self.sensor_id} on GPIO{self.pin} is not open")
         now = time.monotonic()
         with self._lock:
+            # The pin as it is now, as one more edge: a change whose edge the hardware missed still
+            # shows up (after its debounce), and one whose edges all came changes nothing.
+            self._level.edge(now, self._watcher.is_on())
             level = self._level.settle(now)
             changes = self._level.take_changes()
             dropped, self._level.dropped = self._level.dropped, 0
