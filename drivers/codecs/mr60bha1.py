@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.codecs.vital_signs import Value
+from drivers.codecs.vital_signs import FrameScanner, Value
 from drivers.errors import FrameError
 
 HEADER = b"\x53\x59"
@@ -207,7 +207,7 @@ KINDS = {"presence": None, "movement": None, "distance": "cm", "heart_rate": "bp
          "in_bed": None, "sleep_state": None}
 
 
-class StreamParser:
+class StreamParser(FrameScanner):
     """Frames out of a byte stream fed in chunks of any size.
 
     Frames are found by length (never by searching for the tail). After
@@ -223,43 +223,13 @@ class StreamParser:
     ``bad_length`` rejected candidates, ``skipped`` bytes dropped in all.
     """
 
+    start_byte = HEADER[0]
+
     def __init__(self) -> None:
-        self.pending = bytearray()
-        self.frames = 0
+        super().__init__()
         self.bad_checksum = 0
         self.bad_tail = 0
         self.bad_length = 0
-        self.skipped = 0
 
-    def feed(self, data: bytes) -> list[Frame]:
-        """The complete frames that ``data`` finishes, in order."""
-        buf = self.pending
-        buf += data
-        out: list[Frame] = []
-        at = 0
-        while at < len(buf):
-            start = buf.find(HEADER[0], at)
-            if start < 0:
-                self.skipped += len(buf) - at
-                at = len(buf)
-                break
-            self.skipped += start - at
-            at = start
-            frame, size, why = _check(buf, at)
-            if frame is not None:
-                out.append(frame)
-                self.frames += 1
-                at += size
-            elif not why:
-                break  # a frame may be starting here: wait for more bytes
-            else:
-                if why == "checksum":
-                    self.bad_checksum += 1
-                elif why == "tail":
-                    self.bad_tail += 1
-                elif why == "length":
-                    self.bad_length += 1
-                self.skipped += 1
-                at += 1
-        del buf[:at]
-        return out
+    def check(self, raw: bytearray, at: int) -> tuple[Frame | None, int, str]:
+        return _check(raw, at)

@@ -32,7 +32,7 @@ import math
 import struct
 from dataclasses import dataclass
 
-from drivers.codecs.vital_signs import Value
+from drivers.codecs.vital_signs import FrameScanner, Value
 from drivers.errors import FrameError
 
 START = 0x01
@@ -199,7 +199,7 @@ def values(frame: Frame) -> list[Value]:
 KINDS = {"presence": None, "distance": "cm", "heart_rate": "bpm", "breathing_rate": "1/min"}
 
 
-class StreamParser:
+class StreamParser(FrameScanner):
     """Frames out of a byte stream fed in chunks of any size.
 
     Frames are found by length; the header checksum is checked before the
@@ -215,48 +215,18 @@ class StreamParser:
     dropped in all.
     """
 
+    start_byte = START
+
     def __init__(self) -> None:
-        self.pending = bytearray()
-        self.frames = 0
+        super().__init__()
         self.bad_header_checksum = 0
         self.bad_data_checksum = 0
         self.bad_length = 0
-        self.skipped = 0
 
     @property
     def bad_checksum(self) -> int:
         """Candidates rejected by either checksum."""
         return self.bad_header_checksum + self.bad_data_checksum
 
-    def feed(self, data: bytes) -> list[Frame]:
-        """The complete frames that ``data`` finishes, in order."""
-        buf = self.pending
-        buf += data
-        out: list[Frame] = []
-        at = 0
-        while at < len(buf):
-            start = buf.find(START, at)
-            if start < 0:
-                self.skipped += len(buf) - at
-                at = len(buf)
-                break
-            self.skipped += start - at
-            at = start
-            frame, size, why = _check(buf, at)
-            if frame is not None:
-                out.append(frame)
-                self.frames += 1
-                at += size
-            elif not why:
-                break  # a frame may be starting here: wait for more bytes
-            else:
-                if why == "header_checksum":
-                    self.bad_header_checksum += 1
-                elif why == "data_checksum":
-                    self.bad_data_checksum += 1
-                else:
-                    self.bad_length += 1
-                self.skipped += 1
-                at += 1
-        del buf[:at]
-        return out
+    def check(self, raw: bytearray, at: int) -> tuple[Frame | None, int, str]:
+        return _check(raw, at)
