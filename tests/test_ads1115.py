@@ -32,6 +32,7 @@ from drivers.transports.i2c import I2cBus
 from edge.config import validate
 from edge.sampler import BusWorker, SensorSlot
 from edge.simulate.i2c_chips import Ads1015, Ads1115, FakeSMBus, HoneywellHsc, LoopTransmitter
+from tests.i2c_helpers import by_quantity, rig
 
 ROOT = Path(__file__).resolve().parent.parent
 OPTIONS = {"channel": 0, "shunt_ohms": 150.0, "span": [0.0, 1.6], "data_rate": 860}
@@ -42,17 +43,6 @@ def loop_driver(bus: I2cBus, sensor_id: str = "pump-pressure", **options) -> Ads
     values, problems = validate_options(Ads1115Loop.options, raw)
     assert problems == []
     return Ads1115Loop(sensor_id, values, bus)
-
-
-def rig(*chips) -> tuple[FakeSMBus, I2cBus]:
-    fake = FakeSMBus(*chips)
-    bus = I2cBus("i2c", {"device": 1}, smbus=fake)
-    bus.open()
-    return fake, bus
-
-
-def by_quantity(measurements) -> dict:
-    return {m.quantity: (m.value, m.unit, m.quality, m.reason) for m in measurements}
 
 
 def test_doctests():

@@ -29,6 +29,7 @@ from drivers.codecs.mbus import MBusApplicationError
 from drivers.codecs.modbus import ModbusException
 from drivers.errors import FrameError
 from edge.decode import BadFrame, decode
+from tests.fuzz_helpers import mutate, mutations
 
 DATA = Path(__file__).parent / "data"
 MBUS_FRAMES = [bytes.fromhex(path.read_text()) for path in sorted((DATA / "mbus").glob("*.hex"))]
@@ -52,26 +53,7 @@ def json_clean(value) -> None:
 
 
 #: (what, where, byte): set, delete or insert one byte, cut the frame short, or append a few bytes.
-MUTATIONS = st.lists(st.tuples(st.sampled_from(["set", "delete", "insert", "truncate", "extend"]),
-                               st.integers(0, 299), st.integers(0, 255)), min_size=1, max_size=4)
-
-
-def mutate(frame: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
-    """``frame`` with ``mutations`` applied in turn (positions wrap around the current length)."""
-    out = bytearray(frame)
-    for action, where, byte in mutations:
-        at = where % len(out) if out else 0
-        if action == "set" and out:
-            out[at] = byte
-        elif action == "delete" and out:
-            del out[at]
-        elif action == "insert":
-            out.insert(at, byte)
-        elif action == "truncate":
-            del out[at:]
-        elif action == "extend":
-            out += bytes([byte]) * (1 + where % 8)
-    return bytes(out)
+MUTATIONS = mutations(max_position=299, max_count=4)
 
 
 # --- M-Bus ---------------------------------------------------------------------------------------------------------

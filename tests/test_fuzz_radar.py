@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from drivers.codecs import mr60bha1, mr60bha2
 from drivers.errors import FrameError
 from edge.decode import BadFrame, decode
+from tests.fuzz_helpers import mutate, mutations
 
 DATA = Path(__file__).parent / "data" / "radar"
 BHA1 = [bytes.fromhex(line.removeprefix("<< ")) for line in (DATA / "mr60bha1_vladkozlov69_dump.txt").read_text()
@@ -99,25 +100,7 @@ def test_mr60bha2_finds_every_frame_between_noise_without_a_start_byte(pairs, cu
     assert [mr60bha2.build_frame(f.type, f.data, f.frame_id) for f in frames] == [frame for frame, _ in pairs]
 
 
-MUTATIONS = st.lists(st.tuples(st.sampled_from(["set", "delete", "insert", "truncate", "extend"]),
-                               st.integers(0, 999), st.integers(0, 255)), min_size=1, max_size=6)
-
-
-def mutate(data: bytes, mutations) -> bytes:
-    out = bytearray(data)
-    for action, where, byte in mutations:
-        at = where % len(out) if out else 0
-        if action == "set" and out:
-            out[at] = byte
-        elif action == "delete" and out:
-            del out[at]
-        elif action == "insert":
-            out.insert(at, byte)
-        elif action == "truncate":
-            del out[at:]
-        elif action == "extend":
-            out += bytes([byte]) * (1 + where % 8)
-    return bytes(out)
+MUTATIONS = mutations(max_position=999, max_count=6)
 
 
 @fuzz(300)

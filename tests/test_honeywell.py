@@ -21,6 +21,7 @@ from drivers.transports.i2c import I2cBus
 from edge.config import validate
 from edge.sampler import BusWorker, SensorSlot
 from edge.simulate.i2c_chips import FakeSMBus, HoneywellHsc
+from tests.i2c_helpers import by_quantity, rig
 
 ROOT = Path(__file__).resolve().parent.parent
 OPTIONS = {"p_min": 0.0, "p_max": 1.6, "unit": "bar"}
@@ -32,17 +33,6 @@ def sensor_driver(bus: I2cBus, **options) -> HoneywellPressure:
     driver = HoneywellPressure("pump-pressure-digital", values, bus)
     driver.open()
     return driver
-
-
-def rig(*chips) -> tuple[FakeSMBus, I2cBus]:
-    fake = FakeSMBus(*chips)
-    bus = I2cBus("i2c", {"device": 1}, smbus=fake)
-    bus.open()
-    return fake, bus
-
-
-def by_quantity(measurements) -> dict:
-    return {m.quantity: (m.value, m.unit, m.quality, m.reason) for m in measurements}
 
 
 def test_doctests():
