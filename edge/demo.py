@@ -15,7 +15,7 @@ same agent as ``linli run``:
 - a reed-switch water meter on a GPIO pin;
 - the pump room's jockey-pump running contact and a buzzer that sounds while
   the pressure alarm is raised (GPIO);
-- a bedroom: a bed pad (a trip to the toilet a few minutes in) and a 60 GHz
+- a bedroom: a bed pad (a trip to the toilet 70 s in) and a 60 GHz
   vital-sign radar streaming heart and breathing rates, with some corrupted frames.
 
 The meters' volumes grow with a senior's day of water use, played fast. The
@@ -44,7 +44,7 @@ from edge.errors import LinliError
 from edge.i18n import _
 from edge.simulate.broker import LocalBroker
 from edge.simulate.cjt188_meter import UNIT_L, UNIT_M3, Cjt188WaterMeter
-from edge.simulate.contacts import ContactSim, night_in_bed, pump_starts
+from edge.simulate.contacts import ContactSim, pump_starts
 from edge.simulate.i2c_chips import Ads1115, FakeSMBus, LoopTransmitter
 from edge.simulate.line import SimulatedLine
 from edge.simulate.mbus_meter import MbusWaterMeter
@@ -67,8 +67,10 @@ BUZZER_PIN = 18
 LOOP_SENSOR = "riser-pressure"
 #: When the riser transmitter's loop wire breaks, and for how long (seconds since start).
 BREAK_AT, BREAK_FOR = 60.0, 20.0
-#: The night in bed played 60 times faster: turning over at 30 s, the toilet at 4 minutes for 6 s.
-NIGHT_SPEED = 60.0
+#: The bed pad as (seconds since start, closed): lying down, turning over at 20 s (open 2 s, under the
+#: pad's 3 s hold), up to the toilet at 70 s for 15 s, back in bed; then the same again every 2 minutes.
+BED_STEPS = ((0.0, True), (20.0, False), (22.0, True), (70.0, False), (85.0, True))
+BED_EVERY = 120.0
 #: (sensor id, primary address, secondary id) of the M-Bus meters; the second is read by secondary address.
 MBUS_METERS = (("flat-101-water", 1, "24100101"), ("flat-102-water", 2, "24100102"))
 #: (sensor id, address, DI order of the meter, di_order in config) of the CJ/T 188 meters.
@@ -344,7 +346,7 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
         stack.enter_context(ContactSim(water_bus.bus.factory, PUMP_PIN, bounce=3, closed_is_high=False)).play(
             pump_starts(every=40.0, run=8.0, count=1, first=5.0), every=40.0)
         stack.enter_context(ContactSim(water_bus.bus.factory, BED_PIN, closed_is_high=False)).play(
-            night_in_bed(speed=NIGHT_SPEED))
+            BED_STEPS, every=BED_EVERY)
         script = _Script((
             (SILENT_AT, lambda: mbus_line.set_fault(mbus_meters[1], "silent")),
             (SILENT_AT + SILENT_FOR, lambda: mbus_line.set_fault(mbus_meters[1], None)),
