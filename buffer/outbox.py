@@ -1,22 +1,34 @@
-"""The durable outbox: records wait here, on SQLite, until the broker has acknowledged them.
+"""The outbox: every record gets a seq at once and waits, in memory or on SQLite, for the broker's PUBACK.
 
-One writer thread adds records, acknowledgements and state; they are group-
-committed about once a second (an alarm commits at once). At commit every record
-gets its ``seq`` — contiguous per outbox, never reused — and becomes safe (WAL,
-``synchronous=FULL``). One reader thread fetches committed rows, alarms first, and
-reports the seqs the broker acknowledged back to the writer, which deletes them.
+Sparing the SD card (docs/decisions/0005-sd-card-writes.md):
 
-When the file reaches ``max_bytes`` the oldest telemetry is dropped — never an
-alarm or a status record — and the loss is itself stored as a ``dropped`` record.
-A full disk does not crash the writer: records wait in memory (bounded) and are
-retried. A corrupt file found at open is moved aside and a fresh outbox started,
-with an alarm saying so.
+* A telemetry record waits in memory (:mod:`buffer.hot`) and the uplink sends it
+  from there; acknowledged within ``commit_interval`` it never touches the disk.
+  Whatever is still unacknowledged then (the link is down or slow) is *spilled*:
+  written in one transaction, telemetry compressed in one chunk (:mod:`buffer.chunks`).
+* An alarm is committed at once, before the uplink can see it. If it cannot be
+  stored (full or broken disk) it is held in memory and still sent.
+* Seqs are reserved on disk in blocks of ``seq_block``. After a crash the
+  unused part of the last block, and whatever lived only in memory, is announced
+  by a ``dropped`` record with ``reason: "restart"`` — every seq from 1 to the
+  highest arrives or is explained, and no seq is ever given twice.
+* Persisted state (rules, pulse totals) is written only when it changed, at
+  most every ``state_interval`` (and with every alarm).
+
+When the file reaches ``max_bytes`` the oldest telemetry chunks are dropped —
+never an alarm or a status record — and the loss is itself stored as a
+``dropped`` record. A full disk does not crash the writer: records wait in
+memory (bounded by ``max_pending``, then shed oldest first with a ``dropped``
+record) and the spill is retried. A corrupt file found at open is moved aside
+(:mod:`buffer.opening`).
 
 >>> import tempfile, os
 >>> with tempfile.TemporaryDirectory() as tmp, Outbox(os.path.join(tmp, "o.db")) as box:
 ...     box.add({"sensor": "meter", "value": 1.5, "ts": 1764201600123}, Priority.TELEMETRY)
 ...     box.add({"alarm": "meter/no-use", "state": "raised", "ts": 1764201600200}, Priority.ALARM)
-...     [(row.seq, row.priority.name) for row in box.fetch({}, 10)]   # the alarm committed both
+...     [(row.seq, row.priority.name) for row in box.fetch({}, 10)]   # the reading is still in memory
+1
+2
 [(2, 'ALARM'), (1, 'TELEMETRY')]
 """
 
@@ -35,9 +47,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from buffer import store
-from buffer.batch import Batch, PendingRecord
+from buffer import chunks, opening, store
+from buffer.chunks import ChunkIndex
 from buffer.errors import OutboxError, OutboxRecordError
+from buffer.hot import HotRecords, PendingRecord
 
 __all__ = ["Outbox", "OutboxError", "OutboxRecordError", "Priority", "Row"]
 
@@ -45,10 +58,17 @@ log = logging.getLogger(__name__)
 
 MIN_MAX_BYTES = 64 * 1024  # below this the empty schema alone is a sizeable part of the bound
 BOUND_HEADROOM = 0.9  # a drop aims ~10 % under the bound so the next one is many commits away
-# Bytes a row takes on disk beyond its JSON body (cell header, seq/priority/ts, the index entry):
-# only used to estimate how many rows to drop; the result is checked against the real page count.
-ROW_OVERHEAD = 40
-CORRUPT_ALARM = "gateway/outbox-corrupt"
+#: Seqs reserved on disk at a time: one small write per block instead of one per record.
+SEQ_BLOCK = 1024
+#: Persisted state is written at most this often (seconds), unless an alarm commits it sooner.
+STATE_INTERVAL = 60.0
+#: Rows on disk that the broker acknowledged are deleted in batches, at most this late (seconds).
+ACK_DELAY = 10.0
+#: ... or as soon as this many rows or chunks wait to be deleted.
+DELETE_BATCH = 256
+#: While the disk refuses a spill, it is retried this often (seconds).
+RETRY_INTERVAL = 1.0
+CORRUPT_ALARM = opening.CORRUPT_ALARM
 
 
 class Priority(enum.IntEnum):
@@ -64,7 +84,7 @@ _PRIORITIES = frozenset(Priority)
 
 @dataclass(frozen=True)
 class Row:
-    """A committed record: its ``seq``, its priority and the stored body (which never contains ``seq``)."""
+    """A record for the reader: its ``seq``, its priority and its body (which never contains ``seq``)."""
 
     seq: int
     priority: int
@@ -76,170 +96,202 @@ class Row:
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
-def _is_epoch_ms(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
 class Outbox:
-    """A durable, bounded, prioritised queue on one SQLite file (see the module docstring).
+    """A durable, bounded, prioritised queue: memory first, one SQLite file behind (see the module docstring).
 
-    Writer methods (``add``, ``ack``, ``set_state``, ``commit*``, ``seconds_until_due``,
-    ``close``) belong to one thread; ``fetch``, ``get_state`` and ``stats`` to any one
-    other thread, which gets its own connection. ``max_pending`` bounds the records
-    held in memory while commits fail; ``_max_page_count`` caps the file in pages
-    and exists only so tests can make the disk "full" (SQLite's ``max_page_count``).
+    Writer methods (``add``, ``ack``, ``set_state``, ``state_due``, ``commit*``,
+    ``seconds_until_due``, ``close``) belong to one thread; ``fetch``, ``get_state``
+    and ``stats`` to any other thread, which gets its own connection.
+    ``on_available``, when set, is called on the writer thread whenever the reader
+    has something new to fetch (it must only wake the reader). ``_max_page_count``
+    caps the file in pages and exists only so tests can make the disk "full".
     """
 
     def __init__(self, path: str | os.PathLike, *, max_bytes: int = 64 * 2**20,
-                 commit_interval: float = 1.0, commit_max_records: int = 2000,
+                 commit_interval: float = 30.0, commit_max_records: int = 2000,
                  clock: Callable[[], float] = time.monotonic, wall_ms: Callable[[], int] = _now_ms,
-                 max_pending: int = 20_000, _max_page_count: int | None = None):
+                 max_pending: int = 20_000, state_interval: float = STATE_INTERVAL, seq_block: int = SEQ_BLOCK,
+                 _max_page_count: int | None = None):
         if max_bytes < MIN_MAX_BYTES:
             raise ValueError(f"max_bytes must be at least {MIN_MAX_BYTES}, got {max_bytes}")
-        if commit_interval < 0 or commit_max_records < 1 or max_pending < 1:
-            raise ValueError("commit_interval must be >= 0, commit_max_records and max_pending >= 1")
+        if commit_interval < 0 or commit_max_records < 1 or max_pending < 1 or seq_block < 1:
+            raise ValueError("commit_interval must be >= 0; commit_max_records, max_pending, seq_block >= 1")
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.commit_interval = commit_interval
         self.commit_max_records = commit_max_records
+        self.max_pending = max_pending
+        self.state_interval = state_interval
+        self.seq_block = seq_block
         self.disk_full = False
         self.recovered_from_corruption: Path | None = None
+        self.on_available: Callable[[], None] | None = None
         self._clock = clock
         self._wall_ms = wall_ms
-        self._batch = Batch(max_pending)
+        self._hot = HotRecords()
+        self._row_acks: set[int] = set()        # alarm/status rows on disk to delete
+        self._chunk_acks: set[int] = set()      # chunks (by first seq) whose every record is acknowledged
+        self._acks_since: float | None = None
+        self._state: dict[str, str] = {}        # state changed since last written
+        self._state_written_at = self._state_offered_at = clock()
+        self._retry_at = 0.0                    # while the disk refuses: no spill before this
         self._closed = False
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._open(_max_page_count)
+        opened = opening.open_outbox(self.path, max_bytes=max_bytes, now_ms=wall_ms(),
+                                     max_page_count=_max_page_count)
+        self._conn = opened.conn
+        self.recovered_from_corruption = opened.moved_to
+        self._next_seq = self._reserved_to = opened.next_seq
+        self._unsaved_written = opened.next_seq
+        self._dropped_total = opened.dropped_total
+        self._state_written = dict(self._conn.execute("SELECT key, value FROM state"))
+        self._chunks = ChunkIndex(self._conn.execute("SELECT first_seq, last_seq, count FROM chunk"),
+                                  self._chunk_members)
+        self._disk_top = {int(p): self._conn.execute("SELECT coalesce(max(seq), 0) FROM outbox WHERE priority = ?",
+                                                     (int(p),)).fetchone()[0] for p in Priority}
+        self._disk_top[Priority.TELEMETRY] = max(self._disk_top[Priority.TELEMETRY], self._chunks.top())
+        # What opening found (corruption, a restart's gap) is stored and sent first.
+        for record, priority in opened.announcements:
+            self.add(record, priority)
+        if opened.announcements:
+            self.commit()
 
-    # --- opening ------------------------------------------------------------------------------
-    def _open(self, max_page_count: int | None) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutboxError(f"cannot create the outbox directory {self.path.parent}: {exc.strerror}") from None
-        now = self._wall_ms()
-        problem = store.integrity_problem(self.path)
-        first_seq, salvaged = 1, None
-        if problem is not None:
-            salvaged = store.salvage_next_seq(self.path)
-            # Nothing readable: seqs must still never repeat, and the clock in milliseconds is far
-            # ahead of any count of records a gateway has made (see docs/decisions/0001).
-            first_seq = salvaged if salvaged is not None else max(now, store.last_modified_ms(self.path))
-            self.recovered_from_corruption = store.move_aside(self.path, now)
-            log.warning("outbox %s is unusable (%s); moved aside to %s", self.path, problem,
-                        self.recovered_from_corruption.name)
-        self._conn = store.open_writer(self.path, first_seq=first_seq, created_ms=now,
-                                       max_bytes=self.max_bytes, max_page_count=max_page_count)
-        meta = dict(self._conn.execute("SELECT key, value FROM meta"))
-        self._next_seq = meta["next_seq"]
-        self._dropped_total = meta["dropped_total"]
-        if problem is not None:
-            self.add(self._corruption_alarm(problem, first_seq, salvaged is not None, now), Priority.ALARM)
+    # --- writer side: records ---------------------------------------------------------------------
+    def add(self, record: dict, priority: Priority) -> int:
+        """Give ``record`` its seq and queue it; an ALARM is committed at once. Returns the seq.
 
-    def _corruption_alarm(self, problem: str, first_seq: int, salvaged: bool, now: int) -> dict[str, Any]:
-        moved = self.recovered_from_corruption.name
-        origin = ("recovered from the damaged file" if salvaged
-                  else "taken from the clock because the damaged file gave none")
-        return {"kind": "alarm", "alarm": CORRUPT_ALARM, "state": "raised", "severity": "critical",
-                "value": None, "limit": None, "ts": now,
-                "message": f"the outbox was unusable ({problem}); it was moved aside to {moved} and a fresh "
-                           f"one started at seq {first_seq} ({origin}); records not yet sent may be in it",
-                "moved_to": moved}
-
-    # --- writer side --------------------------------------------------------------------------
-    def add(self, record: dict, priority: Priority) -> None:
-        """Queue ``record`` for the next commit; an ALARM commits at once (with all that is pending).
-
-        Raises :class:`OutboxRecordError` for a record that cannot be stored.
+        Raises :class:`OutboxRecordError` for a record that cannot be stored. An alarm
+        whose commit fails is kept in memory (and sent) and the failure raised as
+        :class:`OutboxError`.
         """
         self._check_open()
         pending = self._serialise(record, priority)
-        self._batch.add(pending, self._clock())
+        seq = self._take_seq()
         if pending.priority == Priority.ALARM:
-            self.commit()
+            self._commit_alarm(seq, pending)
+        else:
+            self._hot.put(seq, pending, self._clock())
+            self._shed_if_over_bound()
+            self._announce()
+        return seq
+
+    def _commit_alarm(self, seq: int, pending: PendingRecord) -> None:
+        try:
+            self._write([(seq, pending)])
+        except (sqlite3.Error, OSError) as exc:
+            # Not stored, but never held back: the uplink sends it from memory (decision 0005).
+            self._hot.put(seq, pending, self._clock())
+            self._announce()
+            if store.is_disk_full(exc):
+                self.disk_full = True
+            self._fail(exc, f"alarm seq {seq} could not be stored; it is sent from memory")
+            return
+        self._announce()
 
     def ack(self, seqs: Iterable[int]) -> None:
-        """Delete these rows (the broker has them) in the next commit; unknown seqs are ignored."""
+        """The broker has these seqs: forget them in memory, delete them on disk with a later commit."""
         self._check_open()
-        self._batch.ack({int(seq) for seq in seqs}, self._clock())
+        seqs = [int(seq) for seq in seqs]
+        on_disk = set(seqs) - self._hot.forget(seqs)
+        for seq in on_disk:
+            member, complete = self._chunks.ack(seq)
+            if complete is not None:
+                self._chunk_acks.add(complete)
+            elif not member:
+                self._row_acks.add(seq)
+        if (self._row_acks or self._chunk_acks) and self._acks_since is None:
+            self._acks_since = self._clock()
 
     def set_state(self, key: str, value: Any) -> None:
-        """Persist a JSON-able ``value`` under ``key`` in the next commit (read back with ``get_state``)."""
+        """Persist a JSON-able ``value`` under ``key`` with a later commit, if it differs from what is stored."""
         self._check_open()
         try:
             encoded = _dumps(value)
         except (TypeError, ValueError) as exc:
             raise OutboxRecordError(f"state {key!r} is not JSON-able: {exc}") from None
-        self._batch.set_state(str(key), encoded, self._clock())
+        key = str(key)
+        if self._state_written.get(key) == encoded:
+            self._state.pop(key, None)
+        else:
+            self._state[key] = encoded
 
-    def commit_due(self) -> bool:
-        """True when work is pending and the interval has passed or enough records wait."""
-        batch = self._batch
-        if batch.since is None:  # set by every kind of pending work, cleared when none is left
+    def state_due(self) -> bool:
+        """True at most once per ``state_interval``: time for the caller to offer its state again."""
+        now = self._clock()
+        if now - self._state_offered_at < self.state_interval:
             return False
-        if not self.disk_full and batch.size() >= self.commit_max_records:
-            return True
-        return self._clock() - batch.since >= self.commit_interval
+        self._state_offered_at = now
+        return True
 
+    # --- writer side: when to commit ----------------------------------------------------------------
     def seconds_until_due(self) -> float | None:
         """How long the writer may wait before ``commit_due``; None when nothing is pending."""
-        batch = self._batch
-        if batch.since is None:
-            return None
-        # While the disk is full the count is always reached; only the interval paces the retries.
-        if not self.disk_full and batch.size() >= self.commit_max_records:
-            return 0.0
-        return max(0.0, batch.since + self.commit_interval - self._clock())
+        now = self._clock()
+        waits: list[float] = []
+        oldest = self._hot.oldest()
+        if oldest is not None:
+            if len(self._hot) >= self.commit_max_records and not self.disk_full:
+                waits.append(0.0)
+            waits.append(max(oldest + self.commit_interval, self._retry_at) - now)
+        if self._acks_since is not None:
+            many = len(self._row_acks) + len(self._chunk_acks) >= DELETE_BATCH
+            waits.append(0.0 if many else self._acks_since + ACK_DELAY - now)
+        if self._state:
+            waits.append(self._state_written_at + self.state_interval - now)
+        return max(0.0, min(waits)) if waits else None
+
+    def commit_due(self) -> bool:
+        due = self.seconds_until_due()
+        return due is not None and due <= 0.0
 
     def commit(self) -> list[int]:
-        """Commit all pending work in one transaction; return the seqs given to the rows written.
+        """Write everything held in memory, the acknowledged deletions and changed state; return the seqs written.
 
-        On a full disk this never raises: see :meth:`_commit_on_full_disk`. Any other
-        database failure raises :class:`OutboxError` and keeps the pending work.
+        On a full disk this never raises: see :meth:`_spill_on_full_disk`. Any other
+        database failure raises :class:`OutboxError` and keeps everything in memory.
         """
         self._check_open()
-        if not self._batch.has_work():
+        held = self._hot.all()
+        if not (held or self._row_acks or self._chunk_acks or self._state):
             return []
         try:
-            assigned = self._write(self._batch.records)
+            written = self._write(held)
         except (sqlite3.Error, OSError) as exc:
-            self._fail(exc)
-            return self._commit_on_full_disk()
+            self._fail(exc, f"{len(held)} records wait in memory")
+            return self._spill_on_full_disk(held)
         if self.disk_full:
             log.warning("the outbox %s can be written again", self.path)
         self.disk_full = False
-        return assigned
+        return written
 
-    def _commit_on_full_disk(self) -> list[int]:
-        """Make room and retry; failing that, save at least the alarms; keep the rest for later."""
+    def _spill_on_full_disk(self, held: list[tuple[int, PendingRecord]]) -> list[int]:
+        """Make room and retry; failing that, save at least the alarms and status records; keep the rest."""
         if not self.disk_full:
-            log.error("no space left for the outbox %s; %d records wait in memory",
-                      self.path, len(self._batch.records))
+            log.error("no space left for the outbox %s; %d records wait in memory", self.path, len(held))
         self.disk_full = True
-        assigned: list[int] = []
+        self._retry_at = self._clock() + RETRY_INTERVAL
         try:
-            assigned += self._make_room()
-            assigned += self._write(self._batch.records)
+            self._make_room(sum(len(r.body) for _, r in held))
+            written = self._write(held)
             self.disk_full = False
-            return assigned
+            return written
         except (sqlite3.Error, OSError) as exc:
-            self._fail(exc)
-        urgent = self._batch.urgent_records()
+            self._fail(exc, "")
+        urgent = [(seq, r) for seq, r in held if r.priority != Priority.TELEMETRY]
         if urgent:
             try:
-                assigned += self._write(urgent)
+                return self._write(urgent)
             except (sqlite3.Error, OSError) as exc:
-                self._fail(exc)
-        self._batch.retry_later(self._clock())
-        return assigned
+                self._fail(exc, "")
+        return []
 
-    def _fail(self, exc: BaseException) -> None:
+    def _fail(self, exc: BaseException, what: str) -> None:
         """Roll back after a failed write; re-raise as OutboxError unless the disk is full."""
         if self._conn.in_transaction:
             try:
@@ -247,104 +299,200 @@ class Outbox:
             except sqlite3.Error:
                 pass  # SQLite may already have rolled back; the next BEGIN reports a real problem
         if not store.is_disk_full(exc):
-            self._batch.retry_later(self._clock())
-            raise OutboxError(f"cannot commit to the outbox {self.path}: {exc}") from exc
+            self._retry_at = self._clock() + RETRY_INTERVAL
+            detail = f" ({what})" if what else ""
+            raise OutboxError(f"cannot commit to the outbox {self.path}: {exc}{detail}") from exc
 
-    def _write(self, records: list[PendingRecord]) -> list[int]:
-        """One transaction: acks, the in-memory drop tally, ``records``, state, the size bound, meta."""
-        conn, batch = self._conn, self._batch
-        seq, dropped_total = self._next_seq, self._dropped_total
-        assigned: list[int] = []
+    # --- writer side: the transaction ---------------------------------------------------------------
+    def _write(self, records: list[tuple[int, PendingRecord]]) -> list[int]:
+        """One transaction: deletions, ``records``, changed state, the size bound, meta. Returns the seqs written."""
+        conn = self._conn
+        telemetry = [(seq, r) for seq, r in records if r.priority == Priority.TELEMETRY]
+        rows = [(seq, r) for seq, r in records if r.priority != Priority.TELEMETRY]
+        seqs_before = (self._next_seq, self._reserved_to)
+        drops: list[tuple[int, int, list[int]]] = []
         conn.execute("BEGIN IMMEDIATE")
-        self._delete_acked()
-        if batch.shed.count:
-            shed = batch.shed
-            # The shed records never had seqs; they get the range they would have had, so the
-            # central side sees a gap explained like any other drop.
-            self._insert_dropped(seq + shed.count, shed.count, seq, seq + shed.count - 1, shed.ts_from, shed.ts_to)
-            assigned.append(seq + shed.count)
-            seq += shed.count + 1
-            dropped_total += shed.count
-        conn.executemany("INSERT INTO outbox (seq, priority, ts, body) VALUES (?, ?, ?, ?)",
-                         [(seq + i, r.priority, r.ts, r.body) for i, r in enumerate(records)])
-        assigned += range(seq, seq + len(records))
-        seq += len(records)
-        if batch.state:
-            conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", batch.state.items())
-        while (used := store.used_bytes(conn)) > self.max_bytes:
-            count = self._drop_oldest_telemetry(used - int(self.max_bytes * BOUND_HEADROOM), seq)
-            if not count:
-                break  # only alarms and status rows left: exceed the bound rather than lose an alarm
-            assigned.append(seq)
-            seq += 1
-            dropped_total += count
-        self._save_meta(seq, dropped_total)
-        conn.execute("COMMIT")
-        self._next_seq, self._dropped_total = seq, dropped_total
-        batch.committed(records, self._clock())
-        return assigned
+        try:
+            self._delete_acked()
+            if rows:
+                conn.executemany("INSERT INTO outbox (seq, priority, ts, body) VALUES (?, ?, ?, ?)",
+                                 [(seq, r.priority, r.ts, r.body) for seq, r in rows])
+            if telemetry:
+                stamps = [r.ts for _, r in telemetry if r.ts is not None]
+                conn.execute("INSERT INTO chunk (first_seq, last_seq, count, ts_from, ts_to, data) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             (telemetry[0][0], telemetry[-1][0], len(telemetry), min(stamps, default=None),
+                              max(stamps, default=None), chunks.encode((seq, r.body) for seq, r in telemetry)))
+            if self._state:
+                conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", self._state.items())
+            while (used := store.used_bytes(conn)) > self.max_bytes:
+                gone = self._drop_oldest_chunks(used - int(self.max_bytes * BOUND_HEADROOM), exclude=telemetry)
+                if gone is None:
+                    break  # only alarms and status rows (and what this commit adds) left: exceed the bound
+                drops.append(gone)
+            dropped_total = self._dropped_total + sum(count for _, count, _ in drops)
+            unsaved_from = self._lowest_held_after({seq for seq, _ in records})
+            self._save_meta(unsaved_from, dropped_total)
+            conn.execute("COMMIT")
+        except BaseException:
+            # Seqs taken inside the transaction (dropped records) were never stored: hand them out again.
+            self._next_seq, self._reserved_to = seqs_before
+            raise
+        self._committed(records, telemetry, drops, unsaved_from, dropped_total, wrote_state=True)
+        return sorted([seq for seq, _ in records] + [seq for seq, _, _ in drops])
 
-    def _make_room(self) -> list[int]:
-        """Full disk: apply pending acks and drop old telemetry until pending records fit in free pages.
+    def _committed(self, records, telemetry, drops, unsaved_from: int, dropped_total: int, *,
+                   wrote_state: bool) -> None:
+        """After COMMIT: the in-memory picture follows what is now on disk."""
+        for first in [f for _, _, firsts in drops for f in firsts] + list(self._chunk_acks):
+            self._chunks.remove(first)
+        if telemetry:
+            self._chunks.add(telemetry[0][0], telemetry[-1][0])
+        # Disk tops first, then forget: a reader that misses a record in memory finds it on disk.
+        tops = self._disk_top
+        for seq, record in records:
+            tops[record.priority] = max(tops[record.priority], seq)
+        for seq, _, _ in drops:
+            tops[Priority.STATUS] = max(tops[Priority.STATUS], seq)
+        self._hot.forget([seq for seq, _ in records])
+        self._row_acks.clear()
+        self._chunk_acks.clear()
+        self._acks_since = None
+        if wrote_state and self._state:
+            self._state_written.update(self._state)
+            self._state.clear()
+            self._state_written_at = self._clock()
+        self._unsaved_written = unsaved_from
+        self._dropped_total = dropped_total
+        self._retry_at = 0.0
+        if drops:
+            self._announce()
+
+    def _lowest_held_after(self, written: set[int]) -> int:
+        """The lowest seq that will live only in memory once ``written`` is on disk."""
+        remaining = [seq for seq, _ in self._hot.all() if seq not in written]
+        return min(remaining, default=self._next_seq)
+
+    def _delete_acked(self) -> None:
+        if self._row_acks:
+            self._conn.executemany("DELETE FROM outbox WHERE seq = ?", ((s,) for s in sorted(self._row_acks)))
+        if self._chunk_acks:
+            self._conn.executemany("DELETE FROM chunk WHERE first_seq = ?", ((s,) for s in sorted(self._chunk_acks)))
+
+    def _drop_oldest_chunks(self, bytes_wanted: int, exclude: list) -> tuple[int, int, list[int]] | None:
+        """Delete the oldest telemetry chunks worth about ``bytes_wanted`` and store a dropped record.
+
+        Returns (the dropped record's seq, records dropped, the chunks' first seqs), or None when
+        there is no older chunk than the one being written (``exclude``).
+        """
+        newest = exclude[0][0] if exclude else None
+        picked, freed = [], 0
+        for first, last, count, ts_from, ts_to, size in self._conn.execute(
+                "SELECT first_seq, last_seq, count, ts_from, ts_to, length(data) FROM chunk ORDER BY first_seq"):
+            if first == newest:
+                break
+            picked.append((first, last, count, ts_from, ts_to))
+            freed += size
+            if freed >= bytes_wanted:
+                break
+        if not picked:
+            return None
+        firsts = [p[0] for p in picked]
+        self._conn.executemany("DELETE FROM chunk WHERE first_seq = ?", ((f,) for f in firsts))
+        count = sum(p[2] for p in picked)
+        stamps_from = [p[3] for p in picked if p[3] is not None]
+        stamps_to = [p[4] for p in picked if p[4] is not None]
+        seq = self._take_seq(in_transaction=True)
+        body = {"kind": "dropped", "reason": "bound", "count": count, "seq_from": firsts[0],
+                "seq_to": max(p[1] for p in picked), "ts_from": min(stamps_from, default=None),
+                "ts_to": max(stamps_to, default=None)}
+        self._conn.execute("INSERT INTO outbox (seq, priority, ts, body) VALUES (?, ?, NULL, ?)",
+                           (seq, Priority.STATUS, _dumps(body)))
+        log.warning("outbox %s: dropped the %d oldest telemetry records (seq %d..%d) to stay within %d MB",
+                    self.path, count, body["seq_from"], body["seq_to"], self.max_bytes // 2**20)
+        return seq, count, firsts
+
+    def _make_room(self, need: int) -> None:
+        """Full disk: apply pending deletions and drop old chunks until ``need`` bytes fit in free pages.
 
         The disk has no room, so the only room is the file's own freelist. Drops at
         least a tenth of the used bytes, like the size bound, so a disk that stays
-        full costs a dropped record now and then, not one per commit.
+        full costs a dropped record now and then, not one per spill.
         """
-        conn, batch = self._conn, self._batch
-        seq = self._next_seq
-        conn.execute("BEGIN IMMEDIATE")
-        self._delete_acked()
-        need = 2 * (batch.body_bytes + ROW_OVERHEAD * len(batch.records)) - store.free_bytes(conn)
-        count = 0
-        if need > 0:
-            count = self._drop_oldest_telemetry(max(need, store.used_bytes(conn) // 10), seq)
-        if count:
-            seq += 1
-        self._save_meta(seq, self._dropped_total + count)
-        conn.execute("COMMIT")
-        assigned = list(range(self._next_seq, seq))
-        self._next_seq, self._dropped_total = seq, self._dropped_total + count
-        batch.acks.clear()
-        return assigned
-
-    def _delete_acked(self) -> None:
-        if self._batch.acks:
-            self._conn.executemany("DELETE FROM outbox WHERE seq = ?", ((s,) for s in sorted(self._batch.acks)))
-
-    def _drop_oldest_telemetry(self, bytes_wanted: int, dropped_seq: int) -> int:
-        """Delete the oldest telemetry rows worth about ``bytes_wanted`` and store a dropped record at
-        ``dropped_seq``. Returns how many rows went (0: there was no telemetry)."""
         conn = self._conn
-        cutoff, freed = None, 0
-        cursor = conn.execute("SELECT seq, length(body) FROM outbox WHERE priority = ? ORDER BY seq",
-                              (Priority.TELEMETRY,))
-        for seq, length in cursor:
-            cutoff, freed = seq, freed + length + ROW_OVERHEAD
-            if freed >= bytes_wanted:
-                break
-        cursor.close()
-        if cutoff is None:
-            return 0
-        count, seq_from, seq_to, ts_from, ts_to = conn.execute(
-            "SELECT count(*), min(seq), max(seq), min(ts), max(ts) FROM outbox WHERE priority = ? AND seq <= ?",
-            (Priority.TELEMETRY, cutoff)).fetchone()
-        conn.execute("DELETE FROM outbox WHERE priority = ? AND seq <= ?", (Priority.TELEMETRY, cutoff))
-        self._insert_dropped(dropped_seq, count, seq_from, seq_to, ts_from, ts_to)
-        log.warning("outbox %s: dropped the %d oldest telemetry records (seq %d..%d) to make room",
-                    self.path, count, seq_from, seq_to)
-        return count
+        seqs_before = (self._next_seq, self._reserved_to)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._delete_acked()
+            want = 2 * need - store.free_bytes(conn)
+            gone = None
+            if want > 0:
+                gone = self._drop_oldest_chunks(max(want, store.used_bytes(conn) // 10), exclude=[])
+            dropped_total = self._dropped_total + (gone[1] if gone else 0)
+            self._save_meta(self._unsaved_written, dropped_total)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._next_seq, self._reserved_to = seqs_before
+            raise
+        self._committed([], [], [gone] if gone else [], self._unsaved_written, dropped_total, wrote_state=False)
 
-    def _insert_dropped(self, seq: int, count: int, seq_from: int, seq_to: int,
-                        ts_from: int | None, ts_to: int | None) -> None:
-        body = {"kind": "dropped", "count": count, "seq_from": seq_from, "seq_to": seq_to,
-                "ts_from": ts_from, "ts_to": ts_to}
-        self._conn.execute("INSERT INTO outbox (seq, priority, ts, body) VALUES (?, ?, NULL, ?)",
-                           (seq, Priority.STATUS, _dumps(body)))
+    # --- writer side: seqs ----------------------------------------------------------------------------
+    def _take_seq(self, *, in_transaction: bool = False) -> int:
+        """The next seq; reserves the next block on disk first when this one is used up."""
+        if self._next_seq >= self._reserved_to:
+            self._reserve(in_transaction)
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
 
-    def _save_meta(self, next_seq: int, dropped_total: int) -> None:
+    def _reserve(self, in_transaction: bool) -> None:
+        reserved_to = self._next_seq + self.seq_block
+        unsaved_from = min((seq for seq, _ in self._hot.all()), default=self._next_seq)
+        previous = self._reserved_to
+        self._reserved_to = reserved_to
+        if in_transaction:
+            return   # the caller's transaction writes meta with the new boundary
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._save_meta(unsaved_from, self._dropped_total)
+            self._conn.execute("COMMIT")
+            self._unsaved_written = unsaved_from
+        except (sqlite3.Error, OSError) as exc:
+            self._reserved_to = previous
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            # Go on numbering (alarms must not stop); retried at the next seq. Only a crash before a
+            # reservation succeeds could reuse seqs beyond ``previous``; see decision 0005.
+            log.error("cannot reserve seqs %d.. in the outbox %s: %s", self._next_seq, self.path, exc)
+            self._reserved_to = self._next_seq + 1
+
+    def _save_meta(self, unsaved_from: int, dropped_total: int) -> None:
         self._conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
-                               [(next_seq, "next_seq"), (dropped_total, "dropped_total")])
+                               [(self._reserved_to, "next_seq"), (unsaved_from, "unsaved_from"),
+                                (dropped_total, "dropped_total")])
+
+    def _shed_if_over_bound(self) -> None:
+        """More than ``max_pending`` records in memory (spills keep failing): drop the oldest telemetry, say so."""
+        if len(self._hot) <= self.max_pending:
+            return
+        shed = self._hot.take_oldest_telemetry(max(1, self.max_pending // 10))
+        if not shed:
+            return
+        stamps = [r.ts for _, r in shed if r.ts is not None]
+        body = {"kind": "dropped", "reason": "memory", "count": len(shed), "seq_from": shed[0][0],
+                "seq_to": shed[-1][0], "ts_from": min(stamps, default=None), "ts_to": max(stamps, default=None)}
+        self._dropped_total += len(shed)
+        log.error("outbox %s: %d records could not be stored and were dropped from memory (seq %d..%d)",
+                  self.path, len(shed), shed[0][0], shed[-1][0])
+        self._hot.put(self._take_seq(), PendingRecord(Priority.STATUS, None, _dumps(body)), self._clock())
+
+    def _chunk_members(self, first: int) -> set[int]:
+        row = self._conn.execute("SELECT data FROM chunk WHERE first_seq = ?", (first,)).fetchone()
+        return set() if row is None else {seq for seq, _ in chunks.decode(row[0])}
+
+    def _announce(self) -> None:
+        if self.on_available is not None:
+            self.on_available()
 
     @staticmethod
     def _serialise(record: dict, priority: Priority) -> PendingRecord:
@@ -353,9 +501,9 @@ class Outbox:
         if not isinstance(record, dict):
             raise OutboxRecordError(f"a record must be a dict, not {type(record).__name__}")
         if "seq" in record:
-            raise OutboxRecordError("a record must not carry 'seq': the outbox assigns it at commit")
+            raise OutboxRecordError("a record must not carry 'seq': the outbox assigns it")
         ts = record.get("ts")
-        if not _is_epoch_ms(ts):
+        if not (isinstance(ts, int) and not isinstance(ts, bool)):
             if priority == Priority.TELEMETRY:
                 raise OutboxRecordError(f"a telemetry record needs 'ts' in integer epoch milliseconds, got {ts!r}")
             ts = None
@@ -365,19 +513,38 @@ class Outbox:
             raise OutboxRecordError(f"record is not JSON-able: {exc}") from None
         return PendingRecord(int(priority), ts, body)
 
-    # --- reader side --------------------------------------------------------------------------
+    # --- reader side --------------------------------------------------------------------------------
     def fetch(self, after: dict[int, int], limit: int) -> list[Row]:
-        """Up to ``limit`` committed rows with ``seq > after.get(priority, 0)``, alarms first, then by seq."""
+        """Up to ``limit`` records with ``seq > after.get(priority, 0)``, alarms first, then by seq.
+
+        Memory is looked at before the disk: a record a spill moves from one to the other
+        meanwhile is found in one of them (the writer raises the disk's top before it forgets).
+        """
+        self._check_open()
         rows: list[Row] = []
-        with self._snapshot() as conn:
-            for priority in Priority:
-                if len(rows) >= limit:
-                    break
-                cursor = conn.execute(
-                    "SELECT seq, body FROM outbox WHERE priority = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    (int(priority), after.get(priority, 0), limit - len(rows)))
-                rows += [Row(seq, priority, json.loads(body)) for seq, body in cursor]
+        for priority in Priority:
+            want = limit - len(rows)
+            if want <= 0:
+                break
+            cursor = after.get(priority, 0)
+            found = {seq: json.loads(r.body) for seq, r in self._hot.after(priority, cursor, want)}
+            if self._disk_top[priority] > cursor:
+                found.update(self._read_disk(priority, cursor, want))
+            rows += [Row(seq, priority, found[seq]) for seq in sorted(found)[:want]]
         return rows
+
+    def _read_disk(self, priority: Priority, cursor: int, want: int) -> Iterator[tuple[int, dict]]:
+        with self._snapshot() as conn:
+            if priority != Priority.TELEMETRY:
+                return [(seq, json.loads(body)) for seq, body in conn.execute(
+                    "SELECT seq, body FROM outbox WHERE priority = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    (int(priority), cursor, want))]
+            found: list[tuple[int, dict]] = []
+            for (data,) in conn.execute("SELECT data FROM chunk WHERE last_seq > ? ORDER BY first_seq", (cursor,)):
+                found += [(seq, body) for seq, body in chunks.decode(data) if seq > cursor]
+                if len(found) >= want:
+                    break
+            return found[:want]
 
     def get_state(self, key: str, default: Any = None) -> Any:
         """The committed value stored under ``key``, or ``default``."""
@@ -386,20 +553,26 @@ class Outbox:
         return default if row is None else json.loads(row[0])
 
     def stats(self) -> dict[str, Any]:
-        """Depth, size and loss figures for health reports (committed state, plus ``pending`` in memory)."""
-        by_priority = {str(int(p)): 0 for p in Priority}
+        """Depth, size and loss figures for health reports (on disk and ``pending`` in memory)."""
+        held = self._hot.count_by_priority()
+        by_priority = {str(int(p)): held.get(int(p), 0) for p in Priority}
         with self._snapshot() as conn:
             for priority, count in conn.execute("SELECT priority, count(*) FROM outbox GROUP BY priority"):
-                by_priority[str(priority)] = count
-            meta = dict(conn.execute("SELECT key, value FROM meta"))
-            # The first row of each priority (by seq) via the index, instead of scanning every ts.
-            firsts = [row[0] for p in Priority for row in conn.execute(
+                by_priority[str(priority)] += count
+            by_priority[str(int(Priority.TELEMETRY))] += conn.execute(
+                "SELECT coalesce(sum(count), 0) FROM chunk").fetchone()[0]
+            firsts = [row[0] for p in (Priority.ALARM, Priority.STATUS) for row in conn.execute(
                 "SELECT ts FROM outbox WHERE priority = ? AND ts IS NOT NULL ORDER BY seq LIMIT 1", (int(p),))]
+            firsts += [row[0] for row in conn.execute(
+                "SELECT ts_from FROM chunk WHERE ts_from IS NOT NULL ORDER BY first_seq LIMIT 1")]
             used = store.used_bytes(conn)
+        oldest_held, _ = self._hot.ts_range()
+        if oldest_held is not None:
+            firsts.append(oldest_held)
         return {"depth": sum(by_priority.values()), "depth_by_priority": by_priority, "bytes_used": used,
-                "max_bytes": self.max_bytes, "next_seq": meta["next_seq"], "dropped_total": meta["dropped_total"],
+                "max_bytes": self.max_bytes, "next_seq": self._next_seq, "dropped_total": self._dropped_total,
                 "oldest_ts": min(firsts) if firsts else None, "disk_full": self.disk_full,
-                "pending": len(self._batch.records)}
+                "pending": len(self._hot)}
 
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -425,16 +598,18 @@ class Outbox:
             self._local.conn = conn
         return conn
 
-    # --- life cycle ---------------------------------------------------------------------------
+    # --- life cycle -----------------------------------------------------------------------------------
     def close(self) -> None:
-        """Commit what is pending and close every connection. Idempotent."""
+        """Write what is held in memory, give back the unused seqs, close every connection. Idempotent."""
         if self._closed:
             return
         try:
             self.commit()
-            if self._batch.has_work():
-                log.error("outbox %s closed with %d records not committed: no space left on the disk",
-                          self.path, len(self._batch.records))
+            if len(self._hot):
+                log.error("outbox %s closed with %d records not stored: no space left on the disk; "
+                          "the next start announces their seqs as dropped", self.path, len(self._hot))
+            else:
+                self._release_unused_seqs()
         finally:
             self._closed = True
             with self._readers_lock:
@@ -442,6 +617,19 @@ class Outbox:
                     conn.close()
                 self._readers.clear()
             self._conn.close()
+
+    def _release_unused_seqs(self) -> None:
+        """A clean stop: everything is on disk or acknowledged, so the next start goes on at the next seq."""
+        self._reserved_to = self._next_seq
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._save_meta(self._next_seq, self._dropped_total)
+            self._conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            log.warning("outbox %s: could not record the clean stop (%s); the next start announces a gap",
+                        self.path, exc)
 
     def _check_open(self) -> None:
         if self._closed:

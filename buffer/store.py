@@ -11,11 +11,14 @@ import os
 import sqlite3
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from buffer import chunks
 from buffer.errors import OutboxError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: telemetry in compressed chunks, seqs reserved in blocks (decision 0005)
 APPLICATION_ID = 0x4C4E4F42  # "LNOB": tells our file apart from any other SQLite database
 
 # Primary result codes (the low byte of an extended code), see sqlite.org/rescode.html.
@@ -28,13 +31,22 @@ BUSY_TIMEOUT_S = 5.0
 # Files SQLite keeps next to the database in WAL mode; they travel with it when it is moved aside.
 COMPANION_SUFFIXES = ("-wal", "-shm")
 
+# Alarms and status records, one row each. seq is the rowid: explicit, assigned by the writer.
+_OUTBOX_TABLE = ("CREATE TABLE outbox (seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, ts INTEGER, "
+                 "body TEXT NOT NULL)")
+# Spilled telemetry, many records per row (buffer/chunks.py); keyed by the first seq it holds.
+_CHUNK_TABLE = ("CREATE TABLE chunk (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, "
+                "count INTEGER NOT NULL, ts_from INTEGER, ts_to INTEGER, data BLOB NOT NULL)")
 _SCHEMA = (
-    # seq is the rowid: explicit, assigned by the writer, never AUTOINCREMENT (the next value lives in meta).
-    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, ts INTEGER, body TEXT NOT NULL)",
+    _OUTBOX_TABLE,
     "CREATE INDEX outbox_by_priority ON outbox (priority, seq)",
+    _CHUNK_TABLE,
+    # next_seq: the first seq not reserved; unsaved_from: the lowest seq that may have lived only in memory.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
 )
+#: Records per chunk when a version-1 file's telemetry rows are moved into chunks.
+_MIGRATION_CHUNK = 500
 
 
 def result_code(exc: BaseException) -> int | None:
@@ -90,8 +102,8 @@ def integrity_problem(path: Path) -> str | None:
 def salvage_next_seq(path: Path) -> int | None:
     """The next seq recorded in a damaged outbox, or None when nothing can be read.
 
-    Takes the larger of the stored ``next_seq`` and ``max(seq) + 1`` — whichever
-    of the two pages still reads.
+    Takes the largest of the stored ``next_seq`` and the highest stored seq + 1 —
+    whichever of those pages still reads.
     """
     if not path.exists():
         return None
@@ -104,7 +116,8 @@ def salvage_next_seq(path: Path) -> int | None:
         # SQLite refuses every read of a file shorter than its header says (truncated) unless
         # writable_schema is on; the connection is read-only, so this only lets us look.
         conn.execute("PRAGMA writable_schema=ON")
-        for query in ("SELECT value FROM meta WHERE key = 'next_seq'", "SELECT max(seq) + 1 FROM outbox"):
+        for query in ("SELECT value FROM meta WHERE key = 'next_seq'", "SELECT max(seq) + 1 FROM outbox",
+                      "SELECT max(last_seq) + 1 FROM chunk"):
             try:
                 row = conn.execute(query).fetchone()
             except sqlite3.Error:
@@ -174,17 +187,19 @@ def _sync_directory(directory: Path) -> None:
 
 
 def open_writer(path: Path, *, first_seq: int, created_ms: int, max_bytes: int,
-                max_page_count: int | None = None) -> sqlite3.Connection:
+                max_page_count: int | None = None) -> tuple[sqlite3.Connection, bool]:
     """The writer's connection: WAL, ``synchronous=FULL``, bounded WAL, schema in place.
 
-    ``first_seq`` is the next seq of a file created now; an existing outbox keeps its own.
+    Returns the connection and whether the schema was created now (with ``first_seq``
+    as its next seq); an existing outbox keeps its own, and a version-1 outbox is
+    brought to version 2 first.
     """
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise OutboxError(f"cannot open the outbox {path}: {exc}") from None
     try:
-        fresh = _is_fresh(conn, path)  # before any write: a foreign file must stay byte-for-byte as it was
+        version = _our_version(conn, path)  # before any write: a foreign file must stay byte-for-byte as it was
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise OutboxError(f"the outbox {path} cannot use write-ahead logging (journal_mode stays {mode!r})")
@@ -192,46 +207,74 @@ def open_writer(path: Path, *, first_seq: int, created_ms: int, max_bytes: int,
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         # Checkpoint every ~1/16 of the bound (100..1000 pages) and truncate the WAL back to that
         # size afterwards, so the WAL never holds more than a fraction of what the bound allows.
+        # Pages changed again and again (meta, state) are copied to the file once per checkpoint.
         wal_pages = max(100, min(1000, max_bytes // page_size // 16))
         conn.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
         conn.execute(f"PRAGMA journal_size_limit={wal_pages * page_size}")
         if max_page_count is not None:
             conn.execute(f"PRAGMA max_page_count={int(max_page_count)}")
-        if fresh:
+        if version is None:
             _create_schema(conn, first_seq, created_ms)
+        elif version == 1:
+            _migrate_from_1(conn)
     except sqlite3.Error as exc:
         conn.close()
         raise OutboxError(f"cannot open the outbox {path}: {exc}") from None
     except BaseException:
         conn.close()
         raise
-    return conn
+    return conn, version is None
 
 
-def _is_fresh(conn: sqlite3.Connection, path: Path) -> bool:
-    """True for an empty database, False for our outbox; raises for any other database."""
+def _our_version(conn: sqlite3.Connection, path: Path) -> int | None:
+    """Our schema version of the file, None for an empty database; raises for any other database."""
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if app_id == APPLICATION_ID and version == SCHEMA_VERSION:
-        return False
+    if app_id == APPLICATION_ID and version in (1, SCHEMA_VERSION):
+        return version
     tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     if app_id == 0 and version == 0 and not tables:
-        return True
+        return None
     # Somebody else's database (or a newer outbox): never delete or rewrite it.
     raise OutboxError(f"{path} is not an outbox this version can use "
                       f"(application_id {app_id:#x}, user_version {version}); refusing to touch it")
 
 
 def _create_schema(conn: sqlite3.Connection, first_seq: int, created_ms: int) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn):
         for statement in _SCHEMA:
             conn.execute(statement)
         conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                         [("next_seq", first_seq), ("dropped_total", 0), ("created_ms", created_ms)])
+                         [("next_seq", first_seq), ("unsaved_from", first_seq), ("dropped_total", 0),
+                          ("created_ms", created_ms)])
         # Header fields written inside the transaction: a crash leaves either all of it or none.
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _migrate_from_1(conn: sqlite3.Connection) -> None:
+    """Version 1 kept telemetry one row each and the exact next seq: move the rows into chunks."""
+    with _transaction(conn):
+        conn.execute(_CHUNK_TABLE)
+        rows = conn.execute("SELECT seq, ts, body FROM outbox WHERE priority = 2 ORDER BY seq").fetchall()
+        for i in range(0, len(rows), _MIGRATION_CHUNK):
+            part = rows[i:i + _MIGRATION_CHUNK]
+            stamps = [ts for _, ts, _ in part if ts is not None]
+            conn.execute("INSERT INTO chunk (first_seq, last_seq, count, ts_from, ts_to, data) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (part[0][0], part[-1][0], len(part), min(stamps, default=None), max(stamps, default=None),
+                          chunks.encode((seq, body) for seq, _, body in part)))
+        conn.execute("DELETE FROM outbox WHERE priority = 2")
+        # Version 1 reserved nothing ahead: its next_seq is exact, so nothing lived only in memory.
+        conn.execute("INSERT INTO meta (key, value) SELECT 'unsaved_from', value FROM meta WHERE key = 'next_seq'")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -264,3 +307,9 @@ def used_bytes(conn: sqlite3.Connection) -> int:
 def free_bytes(conn: sqlite3.Connection) -> int:
     """Bytes in freelist pages: room for new rows that needs no more disk."""
     return conn.execute("PRAGMA freelist_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+def highest_stored_seq(conn: sqlite3.Connection) -> int:
+    """The highest seq of any record in the file (0 when there is none)."""
+    return max(conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0],
+               conn.execute("SELECT coalesce(max(last_seq), 0) FROM chunk").fetchone()[0])

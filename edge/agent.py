@@ -136,6 +136,8 @@ class Agent:
         self.uplink = Uplink(cfg, self.outbox, self.core.submit_acked, health=self.health,
                              version=__version__, boot_id=self.clock.boot_id, correct=self.clock.correct,
                              commands=Commands(cfg.gateway.id, self.command_handlers()))
+        # The core wakes the uplink whenever the outbox has something new: no polling while idle.
+        self.outbox.on_available = self.uplink.wake
         self.uplink.start()
 
     def _stop_workers(self, drain_timeout: float) -> None:
@@ -143,8 +145,8 @@ class Agent:
             worker.stop()
         self.workers.clear()
         if self.uplink is not None:
-            # Commit first so the last readings can still leave during the drain.
-            self.core.commit_now()
+            # The last readings reach the outbox's memory first, so they can still leave during the drain.
+            self.core.sync()
             self.uplink.stop(drain_timeout)
             self.uplink = None
 

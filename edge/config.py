@@ -77,7 +77,7 @@ class MqttConfig:
 class BufferConfig:
     path: str = "/var/lib/linli/outbox.db"
     max_mb: float = 64.0
-    commit_interval: float = 1.0          # seconds
+    commit_interval: float = 30.0         # seconds a reading may wait in memory for its PUBACK before it is written
     commit_max_records: int = 2000
 
 
@@ -519,7 +519,7 @@ def _check_reconnect(table: _Table, values: dict[str, Any]) -> None:
 BUFFER_OPTIONS = {
     "path": Option("str", check=_not_empty),
     "max_mb": Option("float", min=1),
-    "commit_interval": Option("duration", min=0.01, max=10),
+    "commit_interval": Option("duration", min=0.01, max=600),
     "commit_max_records": Option("int", min=1, max=100_000),
 }
 

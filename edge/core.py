@@ -6,17 +6,20 @@ messages on the core's bounded inbox:
 * ``("reading", record, state)`` — a stamped reading, with optional driver
   state to persist alongside it (e.g. a pulse total);
 * ``("acked", seqs)`` — the broker acknowledged these seqs; delete them;
-* ``("commit", event)`` — commit now, then set the event (used before a drain at shutdown);
+* ``("commit", event)`` — commit now, then set the event;
+* ``("sync", event)`` — set the event: everything queued before it has been handled (before a drain at shutdown);
 * ``("call", fn, box)`` — run ``fn(rules)`` here, on the thread that owns the rules, add the
   transitions it returns and put ``(True, transitions)`` or ``(False, exception)`` in ``box``
   (how commands such as away or acknowledge reach the engine);
 * ``("stop",)`` — commit what is pending and end.
 
 For every reading the rules (when configured) are asked for alarm
-transitions; those go to the outbox at ALARM priority (committed at once) and
-to the local alarm sinks (buzzer, LED, relay — a later issue plugs them in).
-The rules' state is saved in the outbox with every commit (``RULES_STATE``), so
-a restart neither forgets a running window nor raises an active alarm again.
+transitions; those go to the outbox at ALARM priority (committed at once, with
+the rules' state) and to the local alarm sinks (buzzer, LED, relay). Otherwise
+the rules' state (``RULES_STATE``) and the drivers' state are offered to the
+outbox about once a minute, which writes them only when they changed
+(docs/decisions/0005-sd-card-writes.md): a restart neither forgets a running
+window nor raises an active alarm again.
 """
 
 from __future__ import annotations
@@ -92,6 +95,12 @@ class Core(threading.Thread):
         self.inbox.put(("commit", done))
         return done.wait(timeout)
 
+    def sync(self, timeout: float = 5.0) -> bool:
+        """Wait until every message queued before this call is handled (nothing is forced to disk)."""
+        done = threading.Event()
+        self.inbox.put(("sync", done))
+        return done.wait(timeout)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Commit everything pending and end the thread."""
         if self.is_alive():
@@ -119,6 +128,8 @@ class Core(threading.Thread):
             if item is not None:
                 if item[0] == "stop":
                     self._drain_without_blocking()
+                    if self.rules is not None:
+                        outbox.set_state(RULES_STATE, self.rules.snapshot())
                     self._commit()
                     return
                 self._handle(item)
@@ -126,13 +137,13 @@ class Core(threading.Thread):
                 self._drain_without_blocking()
             if self.rules is not None:
                 self._raise(self.rules.tick(self._now_ms()))
+                if outbox.state_due():
+                    outbox.set_state(RULES_STATE, self.rules.snapshot())
             if outbox.commit_due():
                 self._commit()
 
     def _commit(self) -> None:
         """Commit; an I/O error keeps the records pending (the outbox holds them) and is retried."""
-        if self.rules is not None:
-            self.outbox.set_state(RULES_STATE, self.rules.snapshot())
         try:
             self.outbox.commit()
             self.commit_error = None
@@ -167,6 +178,8 @@ class Core(threading.Thread):
             self.outbox.ack(item[1])
         elif kind == "commit":
             self._commit()
+            item[1].set()
+        elif kind == "sync":
             item[1].set()
         elif kind == "call":
             _, fn, box = item

@@ -1,9 +1,11 @@
 """The uplink: drains the outbox to the central MQTT broker, QoS 1, a row leaves only after its PUBACK.
 
-One thread, owned by :class:`Uplink`, does everything: it drives paho with
-``client.loop(timeout)``; paho's callbacks run inside that call and only append
-to a deque, which the same thread works through after each ``loop``. Nothing
-else touches the client.
+One thread, owned by :class:`Uplink`, does everything: it drives paho through
+its external-loop API (``loop_read``/``loop_write``/``loop_misc`` around our own
+``select``), so the outbox's writer can wake it through a socket pair the moment
+a record is ready (:meth:`Uplink.wake`) — there is no polling while idle.
+paho's callbacks run inside ``loop_read`` and only append to a deque, which the
+same thread works through after each turn. Nothing else touches the client.
 
 What paho-mqtt 2.2 does with unacknowledged QoS 1 messages (client.py)
 ----------------------------------------------------------------------
@@ -56,6 +58,8 @@ from __future__ import annotations
 
 import logging
 import random
+import select
+import socket
 import threading
 import time
 from collections import deque
@@ -86,7 +90,7 @@ from edge.uplink_pack import Delivery, Packer, Unit, single
 
 log = logging.getLogger("linli.uplink")
 
-#: Seconds ``loop()`` waits for network traffic; also how often the outbox is polled when idle.
+#: Seconds one turn of the network loop waits at most while connecting or saying goodbye.
 LOOP_TIMEOUT = 0.1
 #: Seconds to wait for CONNACK after the TCP/TLS connection is up.
 CONNACK_TIMEOUT = 10.0
@@ -188,6 +192,10 @@ class Uplink(threading.Thread):
         self._hold_until = 0.0                         # after a refusal or a read error: send nothing before
         self._refusals = Backoff(self.mqtt.reconnect_min, self.mqtt.reconnect_max)
         self._next_health = 0.0
+        # Written by wake() from any thread, read by this one's select(): "the outbox has something new".
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
 
         # Read by status() from other threads; plain attribute reads are atomic in CPython.
         self._connected = False
@@ -213,6 +221,13 @@ class Uplink(threading.Thread):
             "last_error": self._last_error,
         }
 
+    def wake(self) -> None:
+        """Tell the uplink there is something to send; any thread, never blocks (the outbox's ``on_available``)."""
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up is already pending (or we are closing): nothing is lost
+
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Deliver what is committed until ``drain_timeout`` passes, publish ``offline``, disconnect, end.
 
@@ -221,6 +236,7 @@ class Uplink(threading.Thread):
         """
         self._drain_deadline = time.monotonic() + max(0.0, drain_timeout)
         self._stopping.set()
+        self.wake()
         if not self.is_alive():
             return
         # Worst case: a connect attempt in progress (TCP + TLS), then the drain, then the offline status.
@@ -237,6 +253,8 @@ class Uplink(threading.Thread):
             log.exception("uplink thread failed")
         finally:
             self._drop_client()
+            self._wake_r.close()
+            self._wake_w.close()
 
     def _run(self) -> None:
         backoff = Backoff(self.mqtt.reconnect_min, self.mqtt.reconnect_max)
@@ -295,7 +313,7 @@ class Uplink(threading.Thread):
         deadline = time.monotonic() + CONNACK_TIMEOUT
         while not self._stopping.is_set():
             self.heartbeat = time.monotonic()
-            rc = client.loop(LOOP_TIMEOUT)
+            rc = self._turn(client, LOOP_TIMEOUT)
             while self._events:
                 event = self._events.popleft()
                 if event[0] == "connack":
@@ -374,7 +392,7 @@ class Uplink(threading.Thread):
             # Seen before this iteration's fill, so the fill that decides "drained" started after stop()
             # was called and saw everything committed before it.
             stop_requested = self._stopping.is_set()
-            rc = client.loop(LOOP_TIMEOUT)
+            rc = self._turn(client, self._idle_timeout(stop_requested))
             loss = self._handle_events()
             if loss is None and (rc != mqtt.MQTT_ERR_SUCCESS or not client.is_connected()):
                 loss = _("lost the connection to broker {host}:{port} ({reason})").format(
@@ -389,6 +407,49 @@ class Uplink(threading.Thread):
                 return
             if not stop_requested:
                 self._maybe_send_health()
+
+    def _idle_timeout(self, stop_requested: bool) -> float:
+        """How long the next turn may wait for traffic or a wake-up: until something is due, at most 1 s."""
+        if stop_requested:
+            return LOOP_TIMEOUT
+        now = time.monotonic()
+        due = [HEARTBEAT_SLICE]
+        if self._hold_until > now:
+            due.append(self._hold_until - now)
+        if self.health is not None:
+            due.append(self._next_health - now)
+        return max(0.0, min(due))
+
+    def _turn(self, client: mqtt.Client, timeout: float) -> mqtt.MQTTErrorCode:
+        """One turn of paho's network loop, woken early by traffic or by :meth:`wake`.
+
+        The same steps as paho's own ``loop()``, with our wake-up socket in the select
+        (paho's external-loop API, so paho never creates its own socket pair).
+        """
+        sock = client.socket()
+        if sock is None:
+            return mqtt.MQTT_ERR_NO_CONN
+        # Bytes TLS already decrypted are not visible to select(): read them without waiting.
+        pending = sock.pending() if hasattr(sock, "pending") else 0
+        try:
+            readable, _, _ = select.select([sock, self._wake_r], [sock] if client.want_write() else [], [],
+                                           0.0 if pending else timeout)
+        except (OSError, ValueError, TypeError):   # the socket was closed under us: the connection is gone
+            return mqtt.MQTT_ERR_CONN_LOST
+        if self._wake_r in readable:
+            try:
+                self._wake_r.recv(4096)
+            except BlockingIOError:
+                pass
+        if sock in readable or pending:
+            rc = client.loop_read()
+            if rc or client.socket() is None:
+                return rc or mqtt.MQTT_ERR_CONN_LOST
+        if client.want_write():
+            rc = client.loop_write()
+            if rc or client.socket() is None:
+                return rc or mqtt.MQTT_ERR_CONN_LOST
+        return client.loop_misc()
 
     def _handle_events(self) -> str | None:
         """Settle PUBACKs; return why the connection ended if it did."""
@@ -545,7 +606,7 @@ class Uplink(threading.Thread):
         acked = False
         while not acked and time.monotonic() < deadline and client.is_connected():
             self.heartbeat = time.monotonic()
-            client.loop(LOOP_TIMEOUT)
+            self._turn(client, LOOP_TIMEOUT)
             while self._events:
                 event = self._events.popleft()
                 if event[0] == "puback" and event[1] == info.mid:
@@ -558,7 +619,7 @@ class Uplink(threading.Thread):
         # disconnect() writes DISCONNECT at once unless the socket is congested; give it a moment.
         deadline = time.monotonic() + 1.0
         while client.want_write() and time.monotonic() < deadline:
-            client.loop(LOOP_TIMEOUT)
+            self._turn(client, LOOP_TIMEOUT)
         log.info("disconnected from broker %s:%d", self.mqtt.host, self.mqtt.port)
         self._connected = False
         self._since = _wall_ms()

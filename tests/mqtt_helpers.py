@@ -60,6 +60,7 @@ class Message:
     kind: str | None        # schema name from the topic
     arrived: float          # time.monotonic() when paho handed it over
     size: int               # bytes of the payload on the wire
+    received_ms: int = 0    # wall clock (epoch ms) when paho handed it over: for latency from a record's ts
 
 
 class Subscriber:
@@ -93,7 +94,7 @@ class Subscriber:
         self._client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic_filter, qos=1)
         self._client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
         self._client.on_message = lambda c, u, m: self._raw.put(
-            (m.topic, m.payload, m.retain, m.qos, time.monotonic()))
+            (m.topic, m.payload, m.retain, m.qos, time.monotonic(), time.time_ns() // 1_000_000))
         self._client.connect(host, port, keepalive=30)
         self._client.loop_start()
         if not self._subscribed.wait(timeout):
@@ -122,29 +123,29 @@ class Subscriber:
         block = wait > 0
         while True:
             try:
-                topic, raw, retain, qos, arrived = self._raw.get(block, wait if block else None)
+                topic, raw, retain, qos, arrived, received_ms = self._raw.get(block, wait if block else None)
             except queue.Empty:
                 break
             block = False
-            self._messages.append(self._check(topic, raw, retain, qos, arrived))
+            self._messages.append(self._check(topic, raw, retain, qos, arrived, received_ms))
         if self._errors:
             raise InvalidMessage("invalid MQTT message(s):\n  " + "\n  ".join(self._errors[:10]))
         return self._messages
 
-    def _check(self, topic: str, raw: bytes, retain: bool, qos: int, arrived: float) -> Message:
+    def _check(self, topic: str, raw: bytes, retain: bool, qos: int, arrived: float, received_ms: int) -> Message:
         kind = topics.kind_of(self.base, topic)
         try:
             payload = json.loads(raw)
         except ValueError as exc:
             self._errors.append(f"{topic}: not JSON ({exc}): {raw[:120]!r}")
-            return Message(topic, None, retain, qos, kind, arrived, len(raw))
+            return Message(topic, None, retain, qos, kind, arrived, len(raw), received_ms)
         if kind is None:
             self._errors.append(f"{topic}: not a topic of gateway {self.base}")
         else:
             for error in validator(kind).iter_errors(payload):
                 path = "/".join(str(p) for p in error.absolute_path) or "(root)"
                 self._errors.append(f"{topic} [{kind}] at {path}: {error.message}")
-        return Message(topic, payload, retain, qos, kind, arrived, len(raw))
+        return Message(topic, payload, retain, qos, kind, arrived, len(raw), received_ms)
 
     def messages(self, kind: str | None = None) -> list[Message]:
         """All valid messages so far (of one schema ``kind`` if given), in arrival order."""
@@ -173,6 +174,15 @@ class Subscriber:
             elif m.kind == "alarm":
                 found.append(m.payload["seq"])
         return found
+
+    def dropped(self) -> list[dict]:
+        """Every ``dropped`` record seen: each explains the seqs in its range that never arrive."""
+        return [r for m in self._take() if m.kind == "telemetry" for r in m.payload["records"]
+                if r.get("kind") == "dropped"]
+
+    def explained_seqs(self) -> set[int]:
+        """The seqs some ``dropped`` record covers."""
+        return {seq for d in self.dropped() for seq in range(d["seq_from"], d["seq_to"] + 1)}
 
     def wait_for_seqs(self, expected: Iterable[int], timeout: float = 20.0) -> list[int]:
         """Wait until every seq in ``expected`` has arrived; returns :meth:`seqs`."""

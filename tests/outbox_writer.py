@@ -2,10 +2,10 @@
 
 Usage: ``python outbox_writer.py DB SEED STATE_KEY``
 
-After every ``commit()`` returns it prints ``<first seq> <last seq> <count>`` and
-flushes, so every line the test reads names seqs that were committed before the
-kill. Before each commit it sets ``STATE_KEY`` to the number of records added so
-far, so the committed state must always match the committed rows (same transaction).
+After every ``commit()`` returns it prints the seqs it wrote and flushes, so
+every line the test reads names seqs that were committed before the kill.
+Before each commit it sets ``STATE_KEY`` to the number of records added so far,
+so the committed state must always match the committed rows (same transaction).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> None:
             added += 1
         box.set_state(state_key, {"added": added})
         seqs = box.commit()
-        sys.stdout.write(f"{seqs[0]} {seqs[-1]} {len(seqs)}\n")
+        sys.stdout.write(" ".join(map(str, seqs)) + "\n")
         sys.stdout.flush()
 
 

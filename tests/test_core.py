@@ -9,6 +9,7 @@ from drivers.base import Measurement
 from edge.core import RULES_STATE, Core
 from edge.model import reading_record
 from tests.mqtt_helpers import wait_until
+from tests.outbox_helpers import raw_rows
 
 STAMP = {"ts": 1_764_201_600_000, "synced": True, "boot": "b" * 32, "mono": 1000}
 
@@ -36,18 +37,21 @@ class RaiseBelow:
         return {"floor": self.floor}
 
 
-def test_readings_are_committed_by_group_and_acked_rows_deleted(tmp_path):
-    outbox = Outbox(tmp_path / "o.db", commit_interval=0.05)
+def test_readings_wait_in_memory_and_the_acked_ones_never_reach_the_file(tmp_path):
+    outbox = Outbox(tmp_path / "o.db", commit_interval=0.3)
     core = Core(outbox)
     core.start()
     try:
         for i in range(50):
             assert core.submit_reading(reading(0.3 + i / 1000))
-        assert core.commit_now()
+        assert core.sync()
         rows = outbox.fetch({}, 100)
         assert [r.seq for r in rows] == list(range(1, 51))
         core.submit_acked([r.seq for r in rows[:20]])
-        wait_until(lambda: outbox.stats()["depth"] == 30, 5, "20 acked rows deleted")
+        wait_until(lambda: outbox.stats()["depth"] == 30, 5, "20 acked records forgotten")
+        # the other 30 are not acknowledged within commit_interval: spilled, in one chunk
+        wait_until(lambda: sorted(raw_rows(tmp_path / "o.db")) == list(range(21, 51)), 5, "the rest spilled")
+        assert outbox.stats()["pending"] == 0
     finally:
         core.stop()
         outbox.close()

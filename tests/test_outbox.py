@@ -121,16 +121,17 @@ def test_seqs_are_never_reused_after_everything_was_acked_and_the_file_reopened(
 
 
 # --- group commit ------------------------------------------------------------------------------
-def test_records_are_invisible_to_other_connections_until_commit(db):
+def test_telemetry_waits_in_memory_where_the_reader_finds_it_and_reaches_the_file_only_when_spilled(db):
     with Outbox(db, commit_interval=60) as box:
-        box.add(reading(1), Priority.TELEMETRY)
-        box.add(reading(2), Priority.TELEMETRY)
+        assert box.add(reading(1), Priority.TELEMETRY) == 1
+        assert box.add(reading(2), Priority.TELEMETRY) == 2
         assert raw_rows(db) == {}
-        assert box.fetch({}, 10) == []
+        assert box.fetch({}, 10) == [Row(1, Priority.TELEMETRY, reading(1)), Row(2, Priority.TELEMETRY, reading(2))]
         assert box.stats()["pending"] == 2
         assert box.commit() == [1, 2]
         assert raw_rows(db) == {1: (2, reading(1)), 2: (2, reading(2))}
         assert box.stats()["pending"] == 0
+        assert [r.seq for r in box.fetch({}, 10)] == [1, 2]   # now from the file
 
 
 def test_commit_is_due_after_the_interval(db):
@@ -152,16 +153,32 @@ def test_commit_is_due_after_the_interval(db):
         assert box.commit_due() is False and box.seconds_until_due() is None
 
 
-def test_acks_and_state_alone_also_make_a_commit_due(db):
+def test_acks_and_changed_state_make_a_commit_due_but_only_after_their_own_delays(db):
     clock = FakeClock()
-    with Outbox(db, clock=clock) as box:
+    with Outbox(db, clock=clock, state_interval=60) as box:
         box.set_state("k", 1)
-        clock.now += 1.0
+        assert box.seconds_until_due() == 60.0     # state is written at most once a minute
+        clock.now += 60.0
         assert box.commit_due() is True
         assert box.commit() == []
         assert box.get_state("k") == 1
-        box.ack([42])
-        assert box.seconds_until_due() == 1.0
+        box.set_state("k", 1)                      # unchanged: nothing to write, ever
+        assert box.seconds_until_due() is None
+        box.ack([42])                              # an alarm row on disk, say: deleted in a batch, later
+        assert box.seconds_until_due() == 10.0
+
+
+def test_state_is_offered_at_most_once_per_interval(db):
+    clock = FakeClock()
+    with Outbox(db, clock=clock, state_interval=60) as box:
+        assert box.state_due() is False
+        clock.now += 60
+        assert box.state_due() is True
+        assert box.state_due() is False            # asked again at once: not yet
+        clock.now += 59
+        assert box.state_due() is False
+        clock.now += 1
+        assert box.state_due() is True
 
 
 def test_commit_is_due_when_enough_records_wait(db):
@@ -176,29 +193,48 @@ def test_commit_is_due_when_enough_records_wait(db):
         assert box.commit() == [1, 2, 3, 4, 5]
 
 
-def test_an_alarm_commits_at_once_together_with_what_was_pending(db):
+def test_an_alarm_is_on_disk_when_add_returns_and_telemetry_stays_in_memory(db):
     clock = FakeClock()
     with Outbox(db, commit_interval=60, clock=clock) as box:
         box.add(reading(1), Priority.TELEMETRY)
         box.add(reading(2), Priority.TELEMETRY)
         box.add(alarm(3), Priority.ALARM)
-        assert raw_rows(db) == {1: (2, reading(1)), 2: (2, reading(2)), 3: (0, alarm(3))}
-        assert box.stats()["pending"] == 0
+        assert raw_rows(db) == {3: (0, alarm(3))}
+        assert box.stats()["pending"] == 2
         assert box.commit_due() is False
+        assert [r.seq for r in box.fetch({}, 10)] == [3, 1, 2]
+
+
+def test_the_reader_is_told_when_there_is_something_new(db):
+    told: list[int] = []
+    with Outbox(db, commit_interval=60) as box:
+        box.on_available = lambda: told.append(len(told))
+        box.add(reading(1), Priority.TELEMETRY)
+        box.add(alarm(2), Priority.ALARM)
+        box.ack([1])
+        assert len(told) == 2
 
 
 # --- acks and state ----------------------------------------------------------------------------
-def test_ack_deletes_only_the_acked_rows_and_only_at_the_next_commit(db):
+def test_acked_records_in_memory_never_touch_the_disk_and_a_chunk_goes_when_all_of_it_is_acked(db):
     with Outbox(db) as box:
         for i in range(10):
             box.add(reading(i), Priority.TELEMETRY)
+        box.commit()                                   # seqs 1..10 in one chunk
+        box.add(alarm(10), Priority.ALARM)             # 11, a row
+        box.add(reading(11), Priority.TELEMETRY)       # 12, in memory
+        box.ack([2, 5, 7, 999, 12])                    # 999 was never assigned: ignored
+        assert box.stats()["pending"] == 0
+        assert 12 not in [r.seq for r in box.fetch({}, 100)]
+        assert box.commit() == []
+        assert sorted(raw_rows(db)) == list(range(1, 12))   # the chunk is not yet wholly acknowledged
+        box.ack([1, 3, 4, 6, 8, 9, 11])
         box.commit()
-        box.ack([2, 5, 7, 999])  # 999 was never assigned: ignored
-        assert sorted(raw_rows(db)) == list(range(1, 11))
-        box.add(reading(10), Priority.TELEMETRY)
-        assert box.commit() == [11]
-        assert sorted(raw_rows(db)) == [1, 3, 4, 6, 8, 9, 10, 11]
-        assert [r.seq for r in box.fetch({}, 100)] == [1, 3, 4, 6, 8, 9, 10, 11]
+        assert sorted(raw_rows(db)) == list(range(1, 11))   # the alarm row went; the chunk waits for 10
+        box.ack([10])
+        box.commit()
+        assert raw_rows(db) == {}
+        assert box.fetch({}, 100) == []
 
 
 def test_state_is_committed_with_the_next_commit_and_survives_reopen(db):
@@ -227,11 +263,11 @@ def test_stats_report_depth_bytes_seq_and_oldest_ts(db):
         box.add(reading(8), Priority.TELEMETRY)
         stats = box.stats()
         on_disk = db.stat().st_size + (db.parent / "outbox.db-wal").stat().st_size
-    assert stats["depth"] == 4
-    assert stats["depth_by_priority"] == {"0": 1, "1": 1, "2": 2}
-    assert stats["next_seq"] == 5
-    assert stats["pending"] == 1
-    assert stats["oldest_ts"] == T0 + 5000  # the first telemetry row by seq; the note has no ts
+    assert stats["depth"] == 5
+    assert stats["depth_by_priority"] == {"0": 1, "1": 1, "2": 3}
+    assert stats["next_seq"] == 6
+    assert stats["pending"] == 4                # all but the alarm wait in memory
+    assert stats["oldest_ts"] == T0 + 2000      # the oldest ts wherever it waits; the note has none
     assert stats["dropped_total"] == 0 and stats["disk_full"] is False
     assert stats["max_bytes"] == 1 << 20
     assert 4096 <= stats["bytes_used"] <= on_disk
@@ -309,12 +345,13 @@ def check_every_gap_is_explained(path: Path, next_seq: int) -> list[dict]:
 
 def test_over_the_bound_the_oldest_telemetry_goes_first_alarms_stay_and_the_loss_is_recorded(db):
     max_bytes = 256 * 1024
+    rng = random.Random(11)
     ts_of: dict[int, int] = {}  # seq -> ts of every telemetry record committed
     alarms = []
     n = 0
     with Outbox(db, max_bytes=max_bytes) as box:
-        for _ in range(12):  # 12 × 150 × ~260 B ≈ 470 kB of telemetry through a 256 kB outbox
-            batch = [reading(n + k) for k in range(150)]
+        for _ in range(12):  # 12 × 150 × ~200 B incompressible ≈ 360 kB of telemetry through a 256 kB outbox
+            batch = [reading(n + k, noise=rng.randbytes(100).hex()) for k in range(150)]
             n += 150
             for record in batch:
                 box.add(record, Priority.TELEMETRY)

@@ -271,36 +271,60 @@ def test_pending_telemetry_beyond_the_memory_bound_is_shed_oldest_first_and_repo
     assert max(shed) < min(kept)  # the oldest went
     assert sum(d["count"] for d in dropped) == len(shed) == stats["dropped_total"]
     assert min(d["ts_from"] for d in dropped) == shed[0] and max(d["ts_to"] for d in dropped) == shed[-1]
-    for d in dropped:  # the shed records never had seqs: they get the range they would have had
-        assert d["seq_to"] - d["seq_from"] + 1 == d["count"]
-        assert not any(d["seq_from"] <= seq <= d["seq_to"] for seq in rows)
+    for d in dropped:  # a range may hold status records that were kept; every telemetry seq in it went
+        stored = [seq for seq in rows if d["seq_from"] <= seq <= d["seq_to"]]
+        assert all(rows[seq][0] != Priority.TELEMETRY for seq in stored)
+        assert d["seq_to"] - d["seq_from"] + 1 == d["count"] + len(stored)
+        assert d["reason"] == "memory"
     assert sorted(body["n"] for _, body in rows.values() if body.get("kind") == "note") == \
         sorted(set(range(added)) - set(range(len(committed))))
 
 
-def test_on_a_full_disk_an_alarm_gets_the_room_before_telemetry(tmp_path, caplog):
+def test_on_a_full_disk_an_alarm_is_still_stored_and_telemetry_waits_in_memory_where_it_is_sent(tmp_path, caplog):
     path = tmp_path / "outbox.db"
     clock = FakeClock()
+    rng = random.Random(3)
     box = Outbox(path, clock=clock, commit_max_records=1_000_000, _max_page_count=20)
-    for i in range(600):  # ~100 kB: more than the ~14 free pages can take
-        box.add(reading(i), Priority.TELEMETRY)
+    for i in range(600):  # ~150 kB that does not compress: more than the ~14 free pages can take
+        box.add({**reading(i), "noise": rng.randbytes(120).hex()}, Priority.TELEMETRY)
+    assert box.commit() == [] and box.disk_full is True
     alarm = {"kind": "alarm", "alarm": "bed-1/out-of-bed", "state": "raised", "severity": "critical",
              "value": True, "limit": None, "ts": T0, "message": "out of bed"}
-    box.add(alarm, Priority.ALARM)
-    assert box.disk_full is True
-    assert [(r.seq, r.priority, r.body) for r in box.fetch({}, 10)] == [(1, Priority.ALARM, alarm)]
-    assert box.stats()["pending"] == 600
+    seq = box.add(alarm, Priority.ALARM)
+    assert raw_rows(path) == {seq: (Priority.ALARM, alarm)}                 # on disk, not behind the readings
+    fetched = box.fetch({}, 10)
+    assert [(r.seq, r.priority) for r in fetched[:2]] == [(seq, Priority.ALARM), (1, Priority.TELEMETRY)]
+    assert box.stats()["pending"] == 600 and box.stats()["depth"] == 601
     with caplog.at_level(logging.ERROR, logger="buffer.outbox"):
         box.close()  # must not raise
-    assert "600 records not committed" in caplog.text
+    assert "600 records not stored" in caplog.text
+    with Outbox(path) as again:                                             # the next start says so
+        gap = [r.body for r in again.fetch({}, 10) if r.body.get("kind") == "dropped"]
+    assert len(gap) == 1 and gap[0]["reason"] == "restart"
+    assert gap[0]["seq_from"] <= 1 and gap[0]["seq_to"] >= 600 and gap[0]["count"] >= 600
+
+
+def test_an_alarm_that_cannot_be_stored_at_all_is_sent_from_memory(tmp_path):
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, _max_page_count=20)
+    pad = random.Random(5).randbytes(60_000).hex()    # one alarm bigger than the whole "disk"
+    seq = box.add({"kind": "alarm", "alarm": "x/y", "state": "raised", "pad": pad}, Priority.ALARM)  # no raise
+    assert box.disk_full is True and raw_rows(path) == {}
+    assert [r.seq for r in box.fetch({}, 10)] == [seq]
+    box.ack([seq])
+    assert box.fetch({}, 10) == [] and box.stats()["pending"] == 0
+    box.close()
 
 
 # --- kill -9 -----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_kill_9_at_random_moments_never_loses_a_committed_seq_nor_breaks_the_file(tmp_path):
+    """Every seq ever given is stored, acknowledged, or explained by a dropped record; none is given twice."""
     path = tmp_path / "outbox.db"
     rng = random.Random(20261127)
-    next_seq = 1
+    acked: set[int] = set()
+    gaps: set[int] = set()
+    seen: set[int] = set()
     kills_after_commits = 0
     for run in range(40):
         state_key = f"run-{run}"
@@ -325,9 +349,7 @@ def test_kill_9_at_random_moments_never_loses_a_committed_seq_nor_breaks_the_fil
         for line in out.decode().splitlines(keepends=True):
             if not line.endswith("\n"):
                 continue  # cut by the kill mid-line: not counted
-            first, last, count = map(int, line.split())
-            assert last - first + 1 == count
-            printed += range(first, last + 1)
+            printed += map(int, line.split())
 
         assert pragma(path, "integrity_check") == [("ok",)], f"run {run}"
         with Outbox(path) as box:  # creates the schema if the kill came before the writer did
@@ -335,12 +357,17 @@ def test_kill_9_at_random_moments_never_loses_a_committed_seq_nor_breaks_the_fil
             rows = raw_rows(path)
             stats = box.stats()
             state = box.get_state(state_key)
-            assert sorted(rows) == list(range(next_seq, stats["next_seq"]))  # contiguous, nothing skipped
-            assert set(printed) <= set(rows)
-            # state and rows were committed in the same transactions
-            assert (state or {"added": 0})["added"] == len(rows)
+            assert set(printed) <= set(rows)                       # what a commit returned is on disk
+            assert not (set(rows) & acked)                          # no seq given twice
+            # every seq below next_seq accounted for; earlier runs' dropped records were acknowledged too
+            gaps |= {seq for d in explained(rows, stats["next_seq"], acked=acked | gaps)
+                     for seq in range(d["seq_from"], d["seq_to"] + 1)}
+            # state and records were committed in the same transactions
+            records = [s for s, (_, body) in rows.items() if body.get("kind") != "dropped" and s not in seen]
+            assert (state or {"added": 0})["added"] == len(records)
             kills_after_commits += bool(printed)
-            next_seq = stats["next_seq"]
+            seen |= set(rows)
+            acked |= set(rows)
             box.ack(rows)  # keep the file small for the next run; the seqs must still never repeat
     assert kills_after_commits >= 20, "too few runs got as far as committing"
     assert len(raw_rows(path)) == 0
