@@ -79,10 +79,10 @@ def prefill(path: Path, count: int) -> None:
 
 
 def run_phase(workdir: Path, broker: LocalBroker, alarms: int, backlog: int) -> list[float]:
-    with PressureTransmitterSim(unit_id=1, profile=swinging(0.25), baudrate=115200) as sim:
+    with PressureTransmitterSim(unit_id=1, profile=swinging(0.5), baudrate=115200) as sim:
         config = workdir / "edge.toml"
         config.write_text(config_text(port=broker.port, outbox=workdir / "outbox.db", serial_port=sim.port,
-                                      interval="50ms").replace('timeout = "300ms"',
+                                      interval="100ms").replace('timeout = "300ms"',
                                                                'timeout = "300ms"\nbaudrate = 115200') + RULE)
         if backlog:
             prefill(workdir / "outbox.db", backlog)

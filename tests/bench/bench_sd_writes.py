@@ -58,8 +58,11 @@ bus = "rs485-1"
 address = 1
 interval = "{interval}"
 """ for i in range(2, sensors + 1)))
-    # The default [buffer]: only the path stays.
-    return (text.replace('commit_interval = "100ms"\n', "")
+    # The default [buffer] (only the path stays) and the default reconnect pacing and keepalive.
+    for test_setting in ('commit_interval = "100ms"\n', 'reconnect_min = "100ms"\n', 'reconnect_max = "500ms"\n',
+                         'keepalive = "5s"\n'):
+        text = text.replace(test_setting, "")
+    return (text
             .replace('timeout = "300ms"', 'timeout = "300ms"\nbaudrate = 115200'))
 
 
