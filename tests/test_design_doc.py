@@ -127,3 +127,11 @@ def test_every_reference_to_a_section_of_the_design_names_one():
     assert by_name and by_anchor
     assert [(f, name) for f, name in by_name if name not in sections] == []
     assert [(f, a) for f, a in by_anchor if a not in anchors] == []
+
+
+def test_nothing_points_at_the_design_brief_a_clone_does_not_have():
+    brief = "DESIGN" + ".md"        # spelt in two parts so that this file does not name it
+    mentions = [path.relative_to(ROOT).as_posix() for path in tracked_files()
+                if path.suffix in (".py", ".md", ".sh", ".service", ".toml", ".cfg")
+                and brief in path.read_text(encoding="utf-8")]
+    assert mentions == []
