@@ -64,7 +64,8 @@ class StreamingRadar(Driver):
         "stale_after": Option("int", default=3, min=1, max=1000,
                               help="publish a value as stale once this many reads passed without a new one"),
         "max_age": Option("duration", default="15s", min=1.0, max=3600.0,
-                          help="and never publish a heart rate, breathing rate or distance older than this"),
+                          help="never publish a heart rate, breathing rate or distance older than this, whatever "
+                               "stale_after says"),
         "silence": Option("duration", default="10s", min=0.5, max=600.0,
                           help="no bytes (or no valid frame) for this long: the radar is dead or unplugged"),
     }

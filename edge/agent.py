@@ -1,6 +1,6 @@
 """The agent: builds buses, drivers, the core, the outbox and the uplink from a config and runs them.
 
-Threads (DESIGN.md §3): one per bus, the core (rules + the outbox's only
+Threads (docs/design.md, Threads): one per bus, the core (rules + the outbox's only
 writer), the uplink (MQTT), and the main thread, which handles signals and
 feeds the systemd watchdog only while every worker's heartbeat is fresh.
 """

@@ -1,4 +1,4 @@
-"""Time for a gateway without a real-time clock (DESIGN.md §4 Time).
+"""Time for a gateway without a real-time clock (docs/design.md, Time).
 
 A Raspberry Pi boots with whatever time ``fake-hwclock`` saved at the last
 shutdown (or 1970) and only learns the real time once NTP answers — which may

@@ -402,10 +402,17 @@ def _zone_like(value: str) -> str | None:
 
 
 GATEWAY_OPTIONS = {
-    "id": Option("str", required=True, check=_gateway_id),
-    "grid": Option("str", required=True, check=_grid),
-    "site": Option("str"),
-    "timezone": Option("str", check=_timezone),
+    "id": Option("str", required=True, check=_gateway_id,
+                 help="the gateway's name, unique in the community: the last level of its topics and the common "
+                      "name of its certificate; 1 to 64 characters of a-z, 0-9 and -, not one of the topic words "
+                      + ", ".join(RESERVED_LEVELS)),
+    "grid": Option("str", required=True, check=_grid,
+                   help='street / district / micro-grid, e.g. "shimen2/xinfukangli/b07": 1 to 6 levels joined by '
+                        '/, each of a-z, 0-9, _ and -, none a topic word'),
+    "site": Option("str", help="free text for people: address, room"),
+    "timezone": Option("str", check=_timezone,
+                       help='IANA time zone name ("Asia/Shanghai", "UTC") for the rules\' local days, bins and '
+                            'active windows; "UTC+8" is not a zone name'),
 }
 
 
@@ -459,24 +466,43 @@ def _fits_a_packet(value: int) -> str | None:
 
 
 MQTT_OPTIONS = {
-    "host": Option("str", check=_host),
-    "port": Option("int", min=1, max=65535),
-    "topic_prefix": Option("str", check=_topic_prefix),
-    "client_id": Option("str", check=_not_empty),
-    "protocol": Option("str", choices=("3.1.1", "5")),
-    "keepalive": Option("duration", min=5, max=65535, check=_whole_seconds),
-    "tls": Option("bool"),
-    "ca_file": Option("str", check=_not_empty),
-    "cert_file": Option("str", check=_not_empty),
-    "key_file": Option("str", check=_not_empty),
-    "username": Option("str", check=_not_empty),
-    "password_file": Option("str", check=_not_empty),
-    "batch_max_records": Option("int", min=1, max=10_000),
-    "batch_max_bytes": Option("int", min=1024, check=_fits_a_packet),
-    "inflight": Option("int", min=1, max=1000),
-    "reconnect_min": Option("duration", min=0.1, max=3600),
-    "reconnect_max": Option("duration", min=0.1, max=86400),
-    "health_interval": Option("duration", min=1, max=86400),
+    "host": Option("str", check=_host, help="the broker's host name or IP address, without scheme or port"),
+    "port": Option("int", min=1, max=65535, help="the broker's TCP port; 8883 is the usual one for TLS"),
+    "topic_prefix": Option("str", check=_topic_prefix,
+                           help="first topic level(s) of every message: not empty, no + or #, no leading, trailing "
+                                "or empty level, not starting with $"),
+    "client_id": Option("str", check=_not_empty,
+                        help="MQTT client id, unique on the broker; default: linli-<gateway id>"),
+    "protocol": Option("str", choices=("3.1.1", "5"),
+                       help="MQTT version; with 5 a publish the broker refuses stays in the outbox, with 3.1.1 the "
+                            "broker acknowledges it anyway and it is lost"),
+    "keepalive": Option("duration", min=5, max=65535, check=_whole_seconds,
+                        help="whole seconds; the broker declares the gateway gone (and publishes its Last Will) "
+                             "after 1.5 × this without a packet"),
+    "tls": Option("bool", help="encrypt the connection and check the broker's certificate"),
+    "ca_file": Option("str", check=_not_empty,
+                      help="file (PEM) of the CA certificates that signed the broker's; only with tls; default: the "
+                           "system's CA store"),
+    "cert_file": Option("str", check=_not_empty,
+                        help="file (PEM) of the gateway's client certificate; only with tls, and with key_file"),
+    "key_file": Option("str", check=_not_empty,
+                       help="file (PEM) of the private key of cert_file; only with tls, and with cert_file"),
+    "username": Option("str", check=_not_empty, help="MQTT user name"),
+    "password_file": Option("str", check=_not_empty,
+                            help="file holding only the password, readable by the agent alone; needs username"),
+    "batch_max_records": Option("int", min=1, max=10_000, help="records per telemetry message at most"),
+    "batch_max_bytes": Option("int", min=1024, check=_fits_a_packet,
+                              help=f"bytes per telemetry message at most, up to {MQTT_MAX_PACKET} (MQTT's largest "
+                                   "packet; brokers often allow far less); a larger single record goes alone"),
+    "inflight": Option("int", min=1, max=1000,
+                       help="messages sent and not yet acknowledged at most (MQTT 5: at most the broker's Receive "
+                            "Maximum)"),
+    "reconnect_min": Option("duration", min=0.1, max=3600,
+                            help="first wait after the connection drops or an attempt fails, doubled on each "
+                                 "failure, with jitter"),
+    "reconnect_max": Option("duration", min=0.1, max=86400,
+                            help="longest wait between attempts; not shorter than reconnect_min"),
+    "health_interval": Option("duration", min=1, max=86400, help="time between two health messages"),
 }
 _TLS_FILES = ("ca_file", "cert_file", "key_file")
 
@@ -517,10 +543,16 @@ def _check_reconnect(table: _Table, values: dict[str, Any]) -> None:
 
 # --- [buffer] -------------------------------------------------------------------------------------------
 BUFFER_OPTIONS = {
-    "path": Option("str", check=_not_empty),
-    "max_mb": Option("float", min=1),
-    "commit_interval": Option("duration", min=0.01, max=600),
-    "commit_max_records": Option("int", min=1, max=100_000),
+    "path": Option("str", check=_not_empty,
+                   help="the outbox, an SQLite file, created if missing (with its folder); not a folder"),
+    "max_mb": Option("float", min=1,
+                     help="MiB the outbox may fill; beyond it the oldest telemetry is dropped, never an alarm, and "
+                          "a dropped record says which"),
+    "commit_interval": Option("duration", min=0.01, max=600,
+                              help="a reading the broker has not acknowledged within this long is written to the "
+                                   "outbox (a power cut loses at most this much); an alarm is written at once"),
+    "commit_max_records": Option("int", min=1, max=100_000,
+                                 help="readings are written sooner once this many wait unacknowledged"),
 }
 
 
@@ -536,7 +568,8 @@ def _buffer(table: _Table, ctx: _Context) -> BufferConfig | None:
 
 # --- [control] ----------------------------------------------------------------------------------------
 CONTROL_OPTIONS = {
-    "socket": Option("str", check=_not_empty),
+    "socket": Option("str", check=_not_empty,
+                     help="Unix socket (mode 0660) on which the running agent answers the linli command"),
 }
 
 
@@ -556,8 +589,11 @@ def _name(value: str) -> str | None:
 
 
 BUS_OPTIONS = {
-    "name": Option("str", required=True, check=_name),
-    "kind": Option("str", required=True),
+    "name": Option("str", required=True, check=_name,
+                   help="what sensors and outputs call the bus; unique among buses; 1 to 64 characters of a-z, "
+                        "0-9, _ and -, starting with a letter or digit"),
+    "kind": Option("str", required=True,
+                   help="the transport, " + " or ".join(sorted(BUS_KINDS)) + "; its own keys follow below"),
 }
 
 
@@ -587,10 +623,13 @@ def _bus(table: _Table, ctx: _Context) -> BusConfig | None:
 
 # --- [[sensor]] -----------------------------------------------------------------------------------------
 SENSOR_OPTIONS = {
-    "id": Option("str", required=True, check=_name),
-    "driver": Option("str", required=True),
-    "bus": Option("str", required=True),
-    "interval": Option("duration", default="10s", min=0.1, max=86400),
+    "id": Option("str", required=True, check=_name,
+                 help="the sensor's name in readings and alarm names; unique; 1 to 64 characters of a-z, 0-9, _ "
+                      "and -, starting with a letter or digit"),
+    "driver": Option("str", required=True,
+                     help="a driver below, or one installed through the linli.drivers entry point"),
+    "bus": Option("str", required=True, help="name of a [[bus]] of the kind the driver needs"),
+    "interval": Option("duration", default="10s", min=0.1, max=86400, help="time between two reads"),
 }
 
 
@@ -664,34 +703,75 @@ def _positive(value: float) -> str | None:
 
 
 RULE_OPTIONS = {
-    "id": Option("str", required=True, check=_name),
-    "sensor": Option("str", required=True),
-    "quantity": Option("str", required=True, check=_not_empty),
-    "kind": Option("str", required=True),
-    "severity": Option("str", default="warning", choices=SEVERITIES),
-    "message": Option("str", check=_not_empty),
-    "active": Option("str", check=_window),
-    "latch": Option("bool", default=False),
-    "suppress_when_away": Option("bool", default=False),
+    "id": Option("str", required=True, check=_name,
+                 help="the rule's name; its alarm is <sensor>/<id>, which must be unique; 1 to 64 characters of "
+                      "a-z, 0-9, _ and -, starting with a letter or digit"),
+    "sensor": Option("str", required=True, help="id of the [[sensor]] watched"),
+    "quantity": Option("str", required=True, check=_not_empty,
+                       help="a quantity that sensor reports (checked against its driver where the driver says)"),
+    "kind": Option("str", required=True, help="what the rule checks: " + ", ".join(KINDS) + "; its keys follow"),
+    "severity": Option("str", default="warning", choices=SEVERITIES,
+                       help="carried by every transition; outputs and dashboards go by it"),
+    "message": Option("str", check=_not_empty,
+                      help="replaces the text made from the rule, in both languages; \": acknowledged\" and "
+                           "\": cleared\" are appended for those transitions"),
+    "active": Option("str", check=_window,
+                     help='daily window "HH:MM-HH:MM" in the gateway\'s timezone in which the alarm may be raised; '
+                          'start and end differ, an end before the start crosses midnight; default: always'),
+    "latch": Option("bool", default=False,
+                    help="once raised, the alarm stays raised after its condition is gone, until acknowledged"),
+    "suppress_when_away": Option("bool", default=False,
+                                 help="the rule raises nothing while the home is set to away"),
 }
 _WEEK = 7 * 86400.0
-_DELAYS = {"for": Option("duration", default="0s", max=_WEEK), "clear_for": Option("duration", default="0s", max=_WEEK)}
+_DELAYS = {
+    "for": Option("duration", default="0s", max=_WEEK,
+                  help="the value must stay out this long without a break before the alarm is raised"),
+    "clear_for": Option("duration", default="0s", max=_WEEK,
+                        help="the value must stay back this long without a break before the alarm clears"),
+}
 KIND_OPTIONS: dict[str, dict[str, Option]] = {
-    "threshold": {"above": Option("float"), "below": Option("float"),
-                  "clear_below": Option("float"), "clear_above": Option("float"), **_DELAYS},
-    "state": {"equals": Option("bool", required=True), **_DELAYS},     # a number is accepted too, see _rule_equals
-    "rate": {"rise": Option("float", check=_positive), "fall": Option("float", check=_positive),
-             "per": Option("duration", required=True, min=0.001, max=_WEEK)},
-    "inactivity": {"min_increase": Option("float", required=True, check=_positive),
-                   "window": Option("duration", required=True, min=1, max=_WEEK)},
-    "continuous_use": {"bin": Option("duration", required=True, min=1, max=86400),
-                       "window": Option("duration", required=True, min=1, max=_WEEK),
-                       "min_increase": Option("float", required=True, check=_positive)},
-    "daily_total": {"above": Option("float", required=True, min=0)},
-    "count": {"edges": Option("str", default="rising", choices=("rising", "falling")),
-              "above": Option("int", required=True, min=0),
-              "window": Option("duration", required=True, min=1, max=_WEEK)},
-    "stale": {"after": Option("duration", required=True, min=1, max=_WEEK)},
+    "threshold": {
+        "above": Option("float", help="out when the value is more than this"),
+        "below": Option("float", help="out when the value is less than this; less than above when both are set"),
+        "clear_below": Option("float", help="only with above, not more than it: the alarm is back once the value "
+                                            "is at or below this; default: above"),
+        "clear_above": Option("float", help="only with below, not less than it: the alarm is back once the value "
+                                            "is at or above this; default: below"),
+        **_DELAYS},
+    # equals: a number is accepted too, see _rule_params
+    "state": {"equals": Option("bool", required=True,
+                               help="out while the value equals this; true and 1, false and 0 are the same; or a "
+                                    "number, for a level such as a pump's mode"),
+              **_DELAYS},
+    "rate": {
+        "rise": Option("float", check=_positive, help="more than 0: out when the value rises faster than this per per"),
+        "fall": Option("float", check=_positive, help="more than 0: out when the value falls faster than this per per"),
+        "per": Option("duration", required=True, min=0.001, max=_WEEK,
+                      help='the time rise and fall are given for ("1m": units per minute)')},
+    "inactivity": {
+        "min_increase": Option("float", required=True, check=_positive,
+                               help="more than 0: a smaller rise of the total is no use (0.01 m³ is 10 L)"),
+        "window": Option("duration", required=True, min=1, max=_WEEK,
+                         help="raise after this long without that rise")},
+    "continuous_use": {
+        "bin": Option("duration", required=True, min=1, max=86400,
+                      help="length of one bin, on the gateway's local clock; divide an hour or a day by it"),
+        "window": Option("duration", required=True, min=1, max=_WEEK,
+                         help="a whole number of bins: raise when every bin in a row this long was wet"),
+        "min_increase": Option("float", required=True, check=_positive,
+                               help="more than 0: the rise of the total within one bin that makes it wet")},
+    "daily_total": {
+        "above": Option("float", required=True, min=0,
+                        help="raise when the total rose by more than this within one local calendar day")},
+    "count": {
+        "edges": Option("str", default="rising", choices=("rising", "falling"),
+                        help="rising counts starts (off to on), falling counts stops (on to off)"),
+        "above": Option("int", required=True, min=0, help="out while more than this many edges fall in window"),
+        "window": Option("duration", required=True, min=1, max=_WEEK, help="the sliding window edges count in")},
+    "stale": {
+        "after": Option("duration", required=True, min=1, max=_WEEK,
+                        help="raise when no usable reading came for this long")},
 }
 
 
@@ -776,15 +856,25 @@ def _rule_together(table: _Table, kind: str, params: dict[str, Any]) -> None:
 # --- [[output]] -----------------------------------------------------------------------------------------
 OUTPUT_KINDS = ("buzzer", "led", "relay")
 OUTPUT_OPTIONS = {
-    "id": Option("str", required=True, check=_name),
-    "kind": Option("str", required=True, choices=OUTPUT_KINDS),
-    "bus": Option("str", required=True),
-    "pin": Option("int", required=True, min=0, max=27),
-    "active_high": Option("bool", default=True),
-    "on": Option("list", required=True),
-    "min_severity": Option("str", default="warning", choices=SEVERITIES),
-    "ack_button": Option("int", min=0, max=27),
-    "ack_button_pull": Option("str", default="up", choices=("up", "down")),
+    "id": Option("str", required=True, check=_name,
+                 help="the output's name; unique among outputs; 1 to 64 characters of a-z, 0-9, _ and -, "
+                      "starting with a letter or digit"),
+    "kind": Option("str", required=True, choices=OUTPUT_KINDS,
+                   help="what the pin drives, as gpiozero's Buzzer, LED or OutputDevice"),
+    "bus": Option("str", required=True, help="a [[bus]] of kind gpio; its pin_factory drives the pin"),
+    "pin": Option("int", required=True, min=0, max=27, help="BCM number of the pin"),
+    "active_high": Option("bool", default=True,
+                          help="false for modules switched on by a low input (most relay boards with an "
+                               "opto-coupler)"),
+    "on": Option("list", required=True,
+                 help='alarm names "<sensor>/<rule id>" or patterns of them (*, ?, [...] as in shell file names), '
+                      'e.g. ["pump-pressure/*"]; each must match an alarm a [[rule]] makes, or gateway/away'),
+    "min_severity": Option("str", default="warning", choices=SEVERITIES,
+                           help="alarms less severe than this do not switch the output on"),
+    "ack_button": Option("int", min=0, max=27,
+                         help="BCM number of a push button that acknowledges the alarms the output sounds for"),
+    "ack_button_pull": Option("str", default="up", choices=("up", "down"),
+                              help="up: the button closes the pin to ground; down: to 3.3 V; only with ack_button"),
 }
 
 

@@ -1,7 +1,7 @@
 """Where a reading is born: a driver's Measurement stamped with time becomes a record.
 
 Records are plain dicts because they go straight into the outbox as JSON and
-from there into MQTT payloads (DESIGN.md §4, Reading and Alarm transition).
+from there into MQTT payloads (docs/design.md, Topics and payloads).
 """
 
 from __future__ import annotations

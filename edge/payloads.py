@@ -1,4 +1,4 @@
-"""The JSON payloads the uplink publishes (DESIGN.md §4, MQTT), as bytes ready for paho.
+"""The JSON payloads the uplink publishes (docs/design.md, Topics and payloads), as bytes ready for paho.
 
 Every payload has ``"v": 1`` and the gateway id; the shapes are pinned by the
 schemas in ``edge/schemas/``. Telemetry is cut into batches bounded by a record
@@ -81,7 +81,7 @@ def telemetry_record(seq: int, body: dict[str, Any]) -> bytes:
     """One record of a telemetry batch: ``seq`` first, then the stored body.
 
     Readings leave their ``"kind": "reading"`` behind (a record without a kind is
-    a reading, as in DESIGN.md); every other kind, such as ``dropped``, keeps it.
+    a reading: docs/design.md, Topics and payloads); every other kind, such as ``dropped``, keeps it.
     """
     record: dict[str, Any] = {"seq": seq}
     record.update((k, v) for k, v in body.items()

@@ -1,4 +1,4 @@
-"""MQTT topic names under a gateway's base topic (DESIGN.md §4, MQTT).
+"""MQTT topic names under a gateway's base topic (docs/design.md, Topics and payloads).
 
 Pure functions: they build and recognise topic strings and refuse parts that
 would change a topic's meaning — a ``/`` adds a level, ``+`` and ``#`` are
@@ -17,6 +17,8 @@ sensor name match another's subscription).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 #: Characters that may not appear inside one topic level we build.
 _FORBIDDEN_IN_PART = ("/", "+", "#", "\0")
@@ -129,3 +131,34 @@ def kind_of(base: str, topic: str) -> str | None:
     if len(levels) == 3 and levels[0] == "cmd" and levels[1] and levels[2] == "reply":
         return "command_reply"
     return None
+
+
+@dataclass(frozen=True)
+class TopicUse:
+    """How the gateway uses one topic under its base topic: part of the contract with the central side."""
+
+    kind: str               # the payload's schema (edge/schemas/<kind>.schema.json), as kind_of() names it
+    pattern: str            # the topic under the base; <…> is one variable level
+    direction: str          # "publishes" or "subscribes", what the gateway does
+    qos: int
+    retained: bool | None   # None for a subscription: whether the sender retains is not the gateway's choice
+    use: str                # when it is sent, and what for
+
+
+#: Every topic the gateway publishes or subscribes to. docs/design.md shows this table, and
+#: tests/test_design_doc.py checks it against what a running uplink really sends.
+CATALOGUE: tuple[TopicUse, ...] = (
+    TopicUse("status", "status", "publishes", 1, True,
+             "online once connected; offline at a clean stop, and as the Last Will the broker publishes when "
+             "the connection is lost"),
+    TopicUse("telemetry", "telemetry", "publishes", 1, False,
+             "batches of readings and dropped records, in seq order within a priority"),
+    TopicUse("alarm", "alarm", "publishes", 1, False, "one alarm transition, ahead of waiting telemetry"),
+    TopicUse("alarm_state", "alarm/<sensor>/<rule>", "publishes", 1, True,
+             "the same payload as the latest transition of that alarm, kept by the broker for late subscribers"),
+    TopicUse("health", "health", "publishes", 0, False,
+             "gateway facts every mqtt.health_interval while connected; never stored in the outbox"),
+    TopicUse("command", "cmd/<name>", "subscribes", 1, None, "a request from the central side"),
+    TopicUse("command_reply", "cmd/<name>/reply", "publishes", 1, False,
+             "the answer to one request, matched by its id; never stored in the outbox"),
+)

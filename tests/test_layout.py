@@ -1,4 +1,4 @@
-"""The dependency rule of DESIGN.md §2, checked on the source: arrows point one way."""
+"""The dependency rule (docs/design.md, Layout), checked on the source: arrows point one way."""
 
 import ast
 from pathlib import Path

@@ -28,7 +28,7 @@ class FakeClock:
 
 
 def reading(i: int, **extra) -> dict:
-    """A telemetry record shaped like DESIGN.md's (~200 bytes of JSON)."""
+    """A telemetry reading as it goes on the wire (docs/design.md, Topics and payloads), ~200 bytes of JSON."""
     return {"kind": "reading", "sensor": "pump-pressure", "quantity": "pressure", "value": 0.42 + i / 1000,
             "unit": "MPa", "quality": "good", "ts": T0 + i * 1000, "synced": True,
             "boot": "3f2a9c1e-5b7d-4e1f-9a2b-7c8d9e0f1a2b", "mono": 123456 + i, **extra}

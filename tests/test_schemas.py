@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 
 from edge import schemas
 
-# The shapes DESIGN.md §4 shows, plus one of each other kind.
+# One payload of each kind (docs/design.md, Topics and payloads).
 EXAMPLES = {
     "telemetry": {"v": 1, "gateway": "gw-0042", "boot": "3f2a", "records": [
         {"seq": 1207, "sensor": "pump-pressure", "quantity": "pressure", "value": 0.42, "unit": "MPa",

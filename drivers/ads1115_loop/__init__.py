@@ -126,20 +126,26 @@ class Ads1115Loop(Driver):
     quantities = ("loop_current", "pressure")
     options = {
         "address": Option("int", default=0x48, check=_address,
-                          help="I2C address 0x48–0x4B, set by the ADDR pin (GND, VDD, SDA, SCL)"),
-        "channel": Option("int", min=0, max=3, help="single-ended input AIN0–AIN3 against GND"),
+                          help="I2C address 0x48–0x4B (72–75), set by the ADDR pin: GND, VDD, SDA or SCL"),
+        "channel": Option("int", min=0, max=3,
+                          help="single-ended input AIN0–AIN3 against GND; give channel or differential, not both"),
         "differential": Option("str", choices=tuple(MUX_DIFFERENTIAL),
-                               help='differential input pair instead of channel: "0-1", "0-3", "1-3" or "2-3"'),
+                               help="differential input pair AINp-AINn, instead of channel"),
         "pga": Option("float", default=4.096, choices=tuple(PGA_CODES),
-                      help="full-scale range in volts: 6.144, 4.096, 2.048, 1.024, 0.512 or 0.256"),
+                      help="full-scale range in volts (±); must exceed 21 mA × shunt_ohms, so that a NAMUR high "
+                           "fault is seen"),
         "data_rate": Option("int", default=128, choices=ADS1115_DATA_RATES,
-                            help="samples per second: 8, 16, 32, 64, 128, 250, 475 or 860"),
+                            help="conversions per second; a read waits for one conversion"),
         "shunt_ohms": Option("float", required=True, check=_positive,
-                             help="resistance of the shunt the loop current flows through, in ohms"),
+                             help="resistance of the shunt the loop current flows through, in ohms, as measured; "
+                                  "more than 0"),
         "span": Option("list", required=True, check=_span,
-                       help="[value at 4 mA, value at 20 mA], e.g. [0.0, 1.6] for a 0–1.6 MPa transmitter"),
+                       help="[value at 4 mA, value at 20 mA], two different numbers, e.g. [0.0, 1.6] for a "
+                            "0–1.6 MPa transmitter"),
         "unit": Option("str", default="MPa", help="unit of the span values"),
-        "quantity": Option("str", default="pressure", check=_quantity, help="name of the measured quantity"),
+        "quantity": Option("str", default="pressure", check=_quantity,
+                           help="name the measured quantity is published as, lower case; not loop_current, which is "
+                                "published anyway"),
     }
 
     @classmethod

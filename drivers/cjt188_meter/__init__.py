@@ -88,7 +88,7 @@ class Cjt188Meter(Driver):
     quantities = ("volume", "settlement_volume", "clock_offset", "valve_open", "battery_low")
     options = {
         "address": Option("str", required=True, check=_address,
-                          help="14-digit meter address (A6…A0 as printed), as a string"),
+                          help="the meter's 14-digit address as printed (A6…A0), as a string with its leading zeros"),
         "meter_type": Option("str", default="cold_water", choices=FLOW_METER_TYPES,
                              help="meter type byte T of the requests"),
         "di_order": Option("str", default="auto", choices=DI_ORDER_CHOICES,
@@ -98,7 +98,7 @@ class Cjt188Meter(Driver):
         "retries": Option("int", default=2, min=0, max=5,
                           help="extra attempts after no answer or a garbled answer"),
         "meter_utc_offset": Option("str", default="+08:00", check=_utc_offset_problem,
-                                   help="time zone the meter's clock is set to, for clock_offset"),
+                                   help="UTC offset (\"+08:00\") the meter's clock is set to, for clock_offset"),
         "valve_byte": Option("int", default=0, min=0, max=1, help="status byte of the valve bits: 0 ST0, 1 ST1"),
         "valve_shift": Option("int", default=0, min=0, max=6, help="lower of the two valve bits"),
         "valve_open_code": Option("int", default=0, min=0, max=3, help="value of the two valve bits when open"),

@@ -41,7 +41,8 @@ class Contact(WatchedInput):
     options = {
         "pin": PIN_OPTION,
         "quantity": Option("str", required=True,
-                           help='the name published, snake_case: "pump_running", "pump_fault", "door_open"'),
+                           help='the name published, snake_case, e.g. "pump_running", "pump_fault", "door_open"; not '
+                                '"activations_last_hour", which every contact publishes'),
         "pull": PULL_OPTION,
         "active_high": ACTIVE_HIGH_OPTION,
         "debounce": Option("duration", default="50ms", min=0.0, max=10.0,

@@ -57,9 +57,11 @@ class HoneywellPressure(Driver):
     quantities = ("pressure",)
     options = {
         "address": Option("int", default=0x28, check=_address,
-                          help="I2C address: 0x28 for output type 2 in the part number, 0x38 for 3 … 0x78 for 7"),
+                          help="7-bit I2C address 0x08–0x7F: 0x28 (40) for output type 2 in the part number, "
+                               "0x38 for 3 … 0x78 for 7"),
         "p_min": Option("float", required=True, help="lower end of the range, as in the part number (e.g. 0)"),
-        "p_max": Option("float", required=True, help="upper end of the range, as in the part number (e.g. 1.6)"),
+        "p_max": Option("float", required=True,
+                        help="upper end of the range, as in the part number (e.g. 1.6); differs from p_min"),
         "unit": Option("str", required=True, choices=UNITS,
                        help="unit of p_min / p_max, from the part number: B bar, M mbar, K kPa, G MPa, L Pa, "
                             "N inH2O, P psi"),

@@ -146,7 +146,8 @@ class MbusMeter(Driver):
         "address": Option("int|str", required=True, check=_address_problem,
                           help='primary address 0–250, or the 8-digit secondary address as a string ("12345678")'),
         "records": Option("list", check=_records_problem,
-                          help='publish only these readings, e.g. ["volume", "volume_flow"] (default: every record)'),
+                          help='publish only these readings, each once, e.g. ["volume", "volume_flow"]; default: every '
+                               'numeric record'),
         "retries": Option("int", default=2, min=0, max=5, help="extra attempts after a timeout or garbled answer"),
         "reset": Option("bool", default=True,
                         help="send SND_NKE when opening and after a failed read, so the next answer is fresh"),

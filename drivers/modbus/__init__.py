@@ -53,7 +53,8 @@ class Modbus(Driver):
     max_decimals = MAX_DECIMALS
     options = {
         "address": Option("int", required=True, min=1, max=247, help="Modbus unit id of the device"),
-        "retries": Option("int", default=2, min=0, max=5, help="extra attempts after a timeout or garbled answer"),
+        "retries": Option("int", default=2, min=0, max=5,
+                           help="extra attempts after a timeout, a garbled answer or a \"device busy\" answer"),
         "registers": Option("list", required=True, help="[[sensor.registers]] tables, one per quantity"),
     }
 

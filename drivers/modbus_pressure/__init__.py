@@ -76,12 +76,13 @@ class ModbusPressure(Modbus):
         "decimals_register": Option("int", min=0, max=65535,
                                     help=f"register of the decimal places (default {DEFAULT_DECIMALS_REGISTER} "
                                          "unless decimals is set)"),
-        "decimals": Option("int", min=0, max=MAX_DECIMALS, help="fixed decimal places, instead of a register"),
+        "decimals": Option("int", min=0, max=MAX_DECIMALS, help="fixed decimal places, instead of decimals_register"),
         "unit_register": Option("int", min=0, max=65535,
                                 help=f"register of the unit code (default {DEFAULT_UNIT_REGISTER} unless unit is set)"),
-        "unit": Option("str", choices=tuple(UNIT_CODES), help="fixed unit, instead of a register"),
+        "unit": Option("str", choices=tuple(UNIT_CODES), help="fixed unit, instead of unit_register"),
         "function": Option("int", default=3, choices=(3, 4), help="3 holding or 4 input registers"),
-        "retries": Option("int", default=2, min=0, max=5, help="extra attempts after a timeout or garbled answer"),
+        "retries": Option("int", default=2, min=0, max=5,
+                           help="extra attempts after a timeout, a garbled answer or a \"device busy\" answer"),
     }
 
     @classmethod

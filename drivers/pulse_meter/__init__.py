@@ -57,12 +57,14 @@ class PulseMeter(Driver):
     options = {
         "pin": Option("int", required=True, min=0, max=27, help="BCM number of the GPIO the reed switch is on"),
         "litres_per_pulse": Option("float", required=True, check=_positive,
-                                   help="litres per pulse, as printed on the meter (e.g. 10 for 10 L/imp)"),
+                                   help="litres per pulse, as printed on the meter (10 for 10 L/imp); more than 0"),
         "debounce": Option("duration", default="20ms", min=0.0, max=1.0,
-                           help="ignore contact chatter shorter than this"),
+                           help="contact chatter this soon after an accepted edge is ignored; keep it shorter "
+                                "than the gap between two pulses at the highest flow"),
         "pull": Option("str", default="up", choices=("up", "down"),
                        help="up: the switch closes to ground; down: it closes to 3.3 V"),
-        "start_m3": Option("float", default=0.0, min=0.0, help="the meter's register when the gateway was installed"),
+        "start_m3": Option("float", default=0.0, min=0.0,
+                           help="the meter's register in m³ when the gateway was installed"),
     }
 
     def __init__(self, sensor_id: str, options: dict[str, Any], bus: Bus):

@@ -1,4 +1,4 @@
-"""Local rules and alarms (DESIGN.md §3): the engine the agent and ``linli replay`` share."""
+"""Local rules and alarms (docs/design.md, Rules and alarms): the engine the agent and ``linli replay`` share."""
 
 from edge.rules.config import KINDS, SEVERITIES, RuleConfig
 from edge.rules.engine import AWAY_ALARM, RuleEngine, RuleError

@@ -2,8 +2,8 @@
 
 Run:  python tests/bench/bench_uplink.py [records]
 
-For each setting: a fresh outbox with ``records`` readings (shaped like
-DESIGN.md's), a fresh mosquitto on loopback, then the time from ``Uplink.start()``
+For each setting: a fresh outbox with ``records`` readings (shaped as on the
+wire, docs/design.md, Topics and payloads), a fresh mosquitto on loopback, then the time from ``Uplink.start()``
 until every seq has been acknowledged by the broker and handed to ``on_acked``
 (which a writer thread applies to the outbox, as the agent's core does). That
 includes connecting, reading the outbox, building JSON and the PUBACK round trips;
