@@ -92,6 +92,9 @@ log = logging.getLogger("linli.uplink")
 
 #: Seconds one turn of the network loop waits at most while connecting or saying goodbye.
 LOOP_TIMEOUT = 0.1
+#: Window slots readings leave free for an alarm and its retained state, when the window allows.
+ALARM_SLOTS = 2
+ALARM = 0   # buffer.outbox.Priority.ALARM: the uplink reads the outbox through OutboxReader only
 #: Seconds to wait for CONNACK after the TCP/TLS connection is up.
 CONNACK_TIMEOUT = 10.0
 #: A connection that stayed up this long resets the reconnect backoff.
@@ -551,7 +554,10 @@ class Uplink(threading.Thread):
                 if unit.tail and more_in_outbox:
                     break           # a batch cut short by the fetch limit; the next fetch fills it up
                 # A unit larger than the whole window (an alarm with its state, window 1) goes alone.
-                if len(unit.messages) > self._room() and self._pending:
+                # Readings leave room for an alarm (message + retained state): one raised while a backlog
+                # drains goes at once instead of waiting for a window of readings to be acknowledged.
+                spare = 0 if ALARM in unit.tops else min(ALARM_SLOTS, self._window - 1)
+                if len(unit.messages) > self._room() - spare and self._pending:
                     self._backlog = True
                     return
                 published = self._publish_unit(unit)

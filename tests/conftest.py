@@ -75,6 +75,7 @@ def start_uplink():
         options.setdefault("version", "0.1.0-test")
         options.setdefault("boot_id", BOOT)
         uplink = Uplink(config, writer.outbox, writer.on_acked, **options)
+        writer.outbox.on_available = uplink.wake     # as the agent wires them: no polling
         started.append(uplink)
         uplink.start()
         return uplink

@@ -9,6 +9,7 @@ import pytest
 
 from buffer.outbox import Priority
 from edge import topics
+from edge.uplink import ALARM_SLOTS
 from tests.mqtt_helpers import (
     GATEWAY,
     Subscriber,
@@ -47,10 +48,24 @@ def open_fds() -> int:
 
 
 def fill_window_into_the_void(proxy: TcpProxy, uplink, writer, every: list[int], window: int) -> None:
-    """Give the uplink fresh rows, then swallow its traffic until ``window`` messages hang unacknowledged."""
+    """Give the uplink fresh rows, then swallow its traffic until the readings' share of ``window`` hangs
+    unacknowledged (they leave ``ALARM_SLOTS`` free for an alarm)."""
     every += writer.add([(reading(20_000 + len(every) + i), Priority.TELEMETRY) for i in range(300)])
     proxy.cut(blackhole=True)
-    wait_until(lambda: uplink.status()["inflight"] == window, 10, f"{window} messages in flight")
+    share = window - ALARM_SLOTS
+    wait_until(lambda: uplink.status()["inflight"] == share, 10, f"{share} messages in flight")
+
+
+def test_an_alarm_overtakes_a_window_of_readings_that_hang(broker, writer, start_uplink):
+    with TcpProxy(broker.host, broker.port) as proxy:
+        uplink = start_uplink(uplink_config(proxy.host, proxy.port, inflight=6, batch_max_records=10), writer)
+        wait_until(lambda: uplink.status()["connected"], 10, "connected")
+        fill_window_into_the_void(proxy, uplink, writer, [], window=6)     # 4 batches of readings hang
+        [seq] = writer.add([(alarm("pump-pressure", "low"), Priority.ALARM)])
+        # The alarm and its retained state go out at once, into the two slots the readings left free.
+        wait_until(lambda: any(seq in d.seqs for d in list(uplink._pending.values())), 10,
+                   "the alarm sent beside the hanging readings")
+        assert uplink.status()["inflight"] == 6
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
