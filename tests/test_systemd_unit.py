@@ -64,8 +64,7 @@ def service(broker):
     running.close()
 
 
-def test_exec_start_runs_as_written_notifies_reloads_by_exec_reload_and_stops_cleanly(service, broker,
-                                                                                       subscriber_factory):
+def test_the_unit_starts_notifies_reloads_and_stops_as_written(service, broker, subscriber_factory):
     sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
     watchdog = timespan(service.service["WatchdogSec"])
     service.start()                                              # READY=1 from the main process
