@@ -345,7 +345,7 @@ def run_catalogue_update(command: Command, ws: Workspace, request) -> None:
 
 
 # --- delegations: lines another test covers, and why they are not run here -----------------------------------------
-SYSTEMD_TEST = "tests/test_systemd_unit.py::test_the_unit_starts_notifies_reloads_and_stops_as_written"
+SYSTEMD_TEST = "tests/test_systemd_container.py::test_the_unit_and_the_docs_systemctl_lines_run_under_systemd"
 DELEGATED: dict[str, tuple[str, str]] = {
     r"sudo deploy/install\.sh": (
         "tests/test_deploy.py::test_install_dry_run_plans_every_step_and_changes_nothing",
@@ -356,11 +356,9 @@ DELEGATED: dict[str, tuple[str, str]] = {
     r"sudoedit /etc/linli/edge\.toml": (
         "tests/test_shipped_commands.py::test_sample_config_passes_config_check",
         "a person edits the file; what it holds after the installer, the example, is checked there"),
-    r"(sudo )?systemctl (start|restart|reload|status) linli-edge": (
-        SYSTEMD_TEST, "systemd is not PID 1 here: the unit's ExecStart, ExecReload, notifications and stop are run "
-                      "by the harness that stands for it"),
-    r"journalctl -u linli-edge -b": (
-        SYSTEMD_TEST, "the journal is the service's output, which the harness collects and reads"),
+    r"(sudo )?systemctl (start|restart|reload|status) linli-edge|journalctl -u linli-edge -b": (
+        SYSTEMD_TEST, "run as written in a booted systemd container; where none can boot, "
+                      "tests/test_systemd_unit.py runs the unit's ExecStart= and ExecReload= under a harness"),
     r"systemd-analyze security linli-edge": (
         "tests/test_deploy.py::test_unit_sandbox_exposure_stays_low",
         "run there on the unit file itself (--offline), since the unit is not installed here"),

@@ -1,10 +1,10 @@
 """systemd/linli-edge.service run as systemd would run it: ExecStart= and ExecReload= as written.
 
 Only the install prefix and the config path are swapped (tests/unit_harness.py); the config points
-at temporary state and runtime directories and at a real mosquitto on loopback. The harness stands in
-for systemd because booting one here needs root and systemd-nspawn (package systemd-container) and
-a virtualenv whose interpreter the unit's sandbox can reach (ProtectHome=yes hides one under /root),
-which a CI runner cannot be assumed to have.
+at temporary state and runtime directories and at a real mosquitto on loopback. The harness runs on
+any machine; booting systemd itself needs root, systemd-nspawn and a checkout and interpreter outside
+/home, /root and /tmp (the unit's ProtectHome= and PrivateTmp= hide those), so the real thing is
+tests/test_systemd_container.py, which runs where those hold and is skipped, with the reason, elsewhere.
 """
 
 from __future__ import annotations
