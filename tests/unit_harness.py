@@ -225,6 +225,8 @@ class Service:
             raise UnitError("this harness waits for READY=1: Type=notify only")
         if "EnvironmentFile" in self.service:
             raise UnitError("EnvironmentFile= is not reproduced")
+        if shutil.which("setpriv") is None:
+            raise UnitError("setpriv (package util-linux) applies User= and NoNewPrivileges=; it is not installed")
         self.venv_bin = venv_bin or Path(sys.prefix) / "bin"
         self.root = Path(tempfile.mkdtemp(prefix="linli-unit-"))
         self.root.chmod(0o755)                       # the service account must reach its directories
