@@ -8,7 +8,7 @@ delegated, in DELEGATED below, to the test that covers what it does. A line that
 delegated fails :func:`test_every_shipped_command_line_is_run_or_delegated`, so docs cannot grow
 unrun commands.
 
-Before a line runs, only these substitutions are made (SUBSTITUTIONS):
+Before a line runs, only these substitutions are made (SUBSTITUTIONS in tests/shipped_commands.py):
 
 - a leading ``sudo`` is dropped: the test is already the user it runs as, and a line that needs
   root is skipped, with the reason, when the tests do not run as root;
@@ -34,7 +34,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,71 +45,12 @@ from edge.simulate.mbus_meter import MbusWaterMeter
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from tests.agent_helpers import BASE
 from tests.live_agent import agent_process, write_agent_config
-from tests.shipped_commands import ROOT, Command, shipped_commands, shipped_files
+from tests.shipped_commands import ROOT, VENV_BIN, Command, Workspace, shipped_commands, shipped_files
 
-VENV_BIN = Path(sys.executable).parent
 IS_ROOT = os.geteuid() == 0
 
 COMMANDS, PROBLEMS = shipped_commands()
 SAMPLES = shipped_files()[1]
-
-
-def _tomorrow(match: re.Match) -> str:
-    return f"{datetime.date.today() + datetime.timedelta(days=1)}T{match.group(2)}"
-
-
-#: (pattern, replacement, why): the only changes made to a shipped line before it runs; see the docstring.
-SUBSTITUTIONS: list[tuple[str, Callable[[re.Match, Workspace], str], str]] = [
-    (r"(?<![\w.~/-])/(etc|var|srv|run|tmp|opt)/", lambda m, ws: f"{ws.root}/{m.group(1)}/",
-     "absolute paths move into the temporary root"),
-    (r"^sudo ", lambda m, ws: "", "the test already is the user it runs as"),
-    (r"/dev/ttyUSB0\b", lambda m, ws: ws.device, "the serial port is a simulated line"),
-    (r"\b(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})\b", lambda m, ws: _tomorrow(m), "a time that has not passed yet"),
-    (r"--for \d+", lambda m, ws: "--for 4", "the demo runs 4 s"),
-    (r"^apt-get install ", lambda m, ws: "apt-get --simulate install ", "packages stay as they are"),
-    (r"^\./dev test$", lambda m, ws: "./dev test tests/test_layout.py", "not the whole suite from inside it"),
-    (r"^usermod ", lambda m, ws: f"usermod --prefix {ws.root} ", "the temporary root's /etc/group"),
-]
-
-
-class Workspace:
-    """A temporary root standing for ``/``, a working folder, and how a shipped line is run there."""
-
-    def __init__(self, tmp_path: Path):
-        self.root = tmp_path / "root"
-        for folder in ("etc/linli", "var/lib/linli", "run/linli", "srv", "tmp", "opt"):
-            (self.root / folder).mkdir(parents=True)
-        self.cwd = tmp_path / "work"
-        self.cwd.mkdir()
-        self.device = "/dev/ttyUSB0 (no simulated line started)"
-        self.config = self.root / "etc" / "linli" / "edge.toml"
-        self.env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-        self.env.update(PATH=f"{VENV_BIN}:{os.environ['PATH']}", LINLI_CONFIG=str(self.config), NO_COLOR="1")
-
-    def substitute(self, line: str) -> str:
-        for pattern, replace, _why in SUBSTITUTIONS:
-            line = re.sub(pattern, lambda m, replace=replace: replace(m, self), line)
-        return line
-
-    def run(self, line: str, *, cwd: Path | None = None, env: dict | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess:
-        """The line, substituted, run by bash; fails the test unless it exits 0."""
-        result = subprocess.run(["bash", "-c", self.substitute(line)], cwd=cwd or self.cwd,
-                                env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout,
-                                check=False)
-        assert result.returncode == 0, (f"{line!r} ran as {self.substitute(line)!r} and exited {result.returncode}:\n"
-                                        f"{result.stdout}\n{result.stderr}")
-        return result
-
-    def install_example(self, target: Path, pki) -> Path:
-        """deploy/edge.toml.example at ``target`` with its paths moved, and the TLS files it names in place."""
-        text = self.substitute((ROOT / "deploy" / "edge.toml.example").read_text())
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-        for name, source in (("ca.pem", pki.ca_cert), ("gw-0042.crt", pki.client_cert),
-                             ("gw-0042.key", pki.client_key)):
-            shutil.copy(source, self.root / "etc" / "linli" / name)
-        return target
 
 
 # --- runners: a pattern a shipped line must match in full, and what runs it -----------------------------------------

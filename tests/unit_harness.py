@@ -246,7 +246,7 @@ class Service:
             return None, "the tests do not run as root, so User= cannot be applied: the agent runs as the tester"
         account, notes = _lookup_account(self.service["User"], self.service.get("Group", self.service["User"]),
                                          self.service.get("SupplementaryGroups", "").split())
-        # The interpreter must be reachable by the account (a virtualenv made from a Python under /root is not).
+        # The interpreter must be reachable by the account: one inside a private home directory is not.
         python = self.venv_bin / "python"
         probe = subprocess.run([*self._credentials(account), str(python), "-c", ""], capture_output=True,
                                text=True, timeout=30, check=False)
