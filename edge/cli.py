@@ -52,16 +52,25 @@ def _setup_logging(verbose: int) -> None:
 
 
 # --- commands ------------------------------------------------------------------------------------------
+def config_path(args) -> str:
+    """The configuration file this command reads.
+
+    ``--config`` after the command wins over one before it (argparse lets the subcommand's value
+    replace the main parser's), which wins over ``LINLI_CONFIG``, which wins over the default path.
+    """
+    return getattr(args, "config", None) or os.environ.get("LINLI_CONFIG") or DEFAULT_PATH
+
+
 def cmd_run(args) -> int:
     from edge.agent import Agent
 
-    config = load_config(args.config)
+    config = load_config(config_path(args))
     _setup_logging(max(args.verbose, 1))
     return Agent(config).run_forever()
 
 
 def cmd_config_check(args) -> int:
-    path = args.path or args.config
+    path = args.path or config_path(args)
     config = load_config(path)
     if args.json:
         print(json.dumps({"ok": True, "path": str(path), "gateway": config.gateway.id,
@@ -82,7 +91,7 @@ def cmd_demo(args) -> int:
 def cmd_replay(args) -> int:
     from edge.replay import json_line, replay_trace, table
 
-    config = load_config(args.config)
+    config = load_config(config_path(args))
     replayed = replay_trace(config, args.trace)
     for sensor, quantity in replayed.unwatched:
         print(_colour(_("warning"), "33", sys.stderr) + ": " + _(
@@ -105,7 +114,7 @@ def _ask_agent(args, name: str, request_args: dict | None = None) -> dict:
     """Send one command to the running agent over its control socket; exit 1 if it refuses."""
     from edge.control import request
 
-    reply = request(load_config(args.config).control.socket, name, request_args)
+    reply = request(load_config(config_path(args)).control.socket, name, request_args)
     if not reply.get("ok"):
         raise CommandRefused(reply.get("error") or _("the agent refused the request"))
     return reply["result"]
@@ -128,7 +137,9 @@ def cmd_status(args) -> int:
     print(_("clock      synced: {synced}    uptime {uptime} s").format(
         synced=health.get("clock_synced"), uptime=health.get("uptime_s")))
     print()
-    print(f"{_('sensor'):<20} {_('bus'):<10} {_('state'):<8} {_('reads'):>7}  {_('last error')}")
+    # Translated words outside the f-strings: xgettext does not look inside their {fields}.
+    print(" ".join((_("sensor").ljust(20), _("bus").ljust(10), _("state").ljust(8), _("reads").rjust(7)))
+          + "  " + _("last error"))
     for bus in health.get("buses", []):
         for sensor, st in bus["sensors"].items():
             state = _colour(_("ok"), "32") if st["ok"] else _colour(_("failing"), "31")
@@ -188,14 +199,14 @@ def _print_probe(result) -> None:
     from edge.decode import rows
     from edge.probe import hex_dump
 
-    print(f"{_('port'):<10}{result.port}  ({result.line})")
+    print(_("port").ljust(10) + f"{result.port}  ({result.line})")
     for number, exchange in enumerate(result.exchanges, 1):
         last = number == len(result.exchanges)
-        print(f"{_('sent'):<10}{exchange.request.hex(' ')}  " + _("at {ms} ms").format(ms=exchange.at_ms))
+        print(_("sent").ljust(10) + exchange.request.hex(" ") + "  " + _("at {ms} ms").format(ms=exchange.at_ms))
         if not exchange.answer:
-            print(f"{_('answer'):<10}" + _colour(_("none"), "31"))
+            print(_("answer").ljust(10) + _colour(_("none"), "31"))
             continue
-        print(f"{_('answer'):<10}" + _("{count} bytes, first after {first} ms, last after {last} ms").format(
+        print(_("answer").ljust(10) + _("{count} bytes, first after {first} ms, last after {last} ms").format(
             count=len(exchange.answer), first=exchange.first_byte_ms, last=exchange.last_byte_ms))
         for line in hex_dump(bytes(exchange.answer), result.offset if last else None):
             print(" " * 10 + line)
@@ -239,7 +250,7 @@ def cmd_scan_mbus(args) -> int:
     found, collisions, scanned, interrupted = [], [], 0, False
     started = time.monotonic()
     if not args.json:
-        print(f"{_('address'):<9}{_('id'):<10}{_('maker'):<7}{_('medium'):<12}{_('version')}")
+        print(_("address").ljust(9) + _("id").ljust(10) + _("maker").ljust(7) + _("medium").ljust(12) + _("version"))
     try:
         for result in scan_mbus(bus, addresses):
             scanned += 1
@@ -287,9 +298,9 @@ def cmd_scan_cjt188(args) -> int:
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
     elif result.error is None:
-        print(f"{_('address'):<12}{result.address}")
-        print(f"{_('meter type'):<12}{result.meter_type}")
-        print(f"{_('edition'):<12}{result.di_order}")
+        print(_("address").ljust(12) + f"{result.address}")
+        print(_("meter type").ljust(12) + f"{result.meter_type}")
+        print(_("edition").ljust(12) + f"{result.di_order}")
     if result.error is not None and not args.json:
         print(_colour(_("error"), "31", sys.stderr) + f": {result.error}", file=sys.stderr)
         if result.suspects:
@@ -307,8 +318,10 @@ def cmd_version(args) -> int:
 # --- parser ----------------------------------------------------------------------------------------------
 EPILOG = _("""examples:
   linli config check /etc/linli/edge.toml   validate a config, open no device
-  linli run                                 start the agent (systemd does this)
+  linli run --config /etc/linli/edge.toml   start the agent (systemd does this)
   linli demo --for 60                       simulated devices -> agent -> local broker, for a minute
+--config may come before or after the command; given twice, the one after wins.
+Without it the file named by LINLI_CONFIG is read, else /etc/linli/edge.toml.
 """)
 
 REPLAY_EPILOG = _("""The trace's ts is ISO 8601 with an offset or epoch milliseconds, rows in time order;
@@ -357,23 +370,39 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE``: on the main parser and on each command that reads the configuration.
+
+    SUPPRESS as the default everywhere: a command's parser then sets the value only when the option
+    follows the command, so it replaces one given before the command and otherwise leaves it alone.
+    :func:`config_path` falls back to LINLI_CONFIG and the default path.
+    """
+    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help=_("configuration file (default: $LINLI_CONFIG, else {path})").format(path=DEFAULT_PATH))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="linli", description=_("linli-edge gateway agent and technician tool"),
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=os.environ.get("LINLI_CONFIG", DEFAULT_PATH),
-                        help=_("configuration file (default: %(default)s)"))
+    _add_config_option(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help=_("more log output (-vv: debug)"))
     parser.add_argument("--debug", action="store_true", help=_("show tracebacks of internal errors"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("run", help=_("run the agent in the foreground"))
+    p = sub.add_parser("run", help=_("run the agent in the foreground"),
+                       epilog=_("example: linli run --config /etc/linli/edge.toml"))
+    _add_config_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("config", help=_("configuration tools"))
     config_sub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", parser_class=_Parser)
     c = config_sub.add_parser("check", help=_("validate a configuration file without opening any device"),
-                              epilog=_("exit status 0 when valid, 78 when not"))
+                              epilog=_("examples:\n  linli config check /etc/linli/edge.toml\n"
+                                       "  linli config check --config /etc/linli/edge.toml --json\n"
+                                       "exit status 0 when valid, 78 when not"),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("path", nargs="?", help=_("file to check (default: --config)"))
+    _add_config_option(c)
     c.add_argument("--json", action="store_true", help=_("machine-readable output"))
     c.set_defaults(func=cmd_config_check)
 
@@ -387,14 +416,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help=_("run the rules over a recorded trace and print the alarms they raise"),
                        epilog=REPLAY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # Also accepted after the subcommand; SUPPRESS keeps a --config given before it.
-    p.add_argument("--config", default=argparse.SUPPRESS, help=_("configuration file with the [[rule]] tables"))
+    _add_config_option(p)
     p.add_argument("trace", metavar="TRACE.csv", help=_("CSV with the header ts,sensor,quantity,value[,quality]"))
     p.add_argument("--json", action="store_true", help=_("one JSON object per alarm transition"))
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("status", help=_("what the running agent sees: broker, outbox, sensors"),
-                       epilog=_("example: linli status --json"))
+                       epilog=_("examples:\n  linli status\n  linli status --config /etc/linli/edge.toml --json"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_config_option(p)
     p.add_argument("--json", action="store_true", help=_("machine-readable output"))
     p.set_defaults(func=cmd_status)
 
@@ -402,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=_("examples:\n  linli away on --until 2026-12-01T18:00\n  linli away off"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("state", choices=("on", "off"))
+    _add_config_option(p)
     p.add_argument("--until", metavar="TIME", help=_("ISO 8601 time, local to the gateway without an offset"))
     p.add_argument("--json", action="store_true", help=_("machine-readable output"))
     p.set_defaults(func=cmd_away)
@@ -411,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = alarm_sub.add_parser("ack", help=_("acknowledge an alarm (silences a latched one)"),
                              epilog=_("example: linli alarm ack pump-pressure/low"))
     a.add_argument("alarm", metavar="SENSOR/RULE")
+    _add_config_option(a)
     a.add_argument("--json", action="store_true", help=_("machine-readable output"))
     a.set_defaults(func=cmd_alarm_ack)
 

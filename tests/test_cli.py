@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import sys
+
+import pytest
 
 from tests.agent_helpers import config_text, linli
 
@@ -94,3 +99,94 @@ def test_demo_with_an_unreachable_broker_exits_69(tmp_path):
         port = s.getsockname()[1]          # bound, not listening: connection refused
         code, _, err = run("demo", "--for", "2", "--broker", f"127.0.0.1:{port}")
     assert code == 69 and "cannot reach the MQTT broker" in err and "Traceback" not in err
+
+
+# --- --config before or after the command -------------------------------------------------------------
+#: Each command that reads the configuration, with the arguments it needs besides --config.
+READS_CONFIG = {"run": [], "config check": [], "replay": ["trace.csv"], "status": [], "away": ["off"],
+                "alarm ack": ["pump-pressure/low"]}
+
+
+def leaf_commands(parser, words=()):
+    """``(command words, parser)`` for every command that does something (``config check``, not ``config``)."""
+    import argparse
+
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subparsers:
+        yield " ".join(words), parser
+        return
+    for name, sub in subparsers[0].choices.items():
+        yield from leaf_commands(sub, (*words, name))
+
+
+def test_every_command_that_reads_the_config_takes_the_option_after_it():
+    import inspect
+
+    from edge.cli import build_parser
+
+    leaves = dict(leaf_commands(build_parser()))
+    # A command reads the config when its function resolves the path, or asks the agent (whose socket it names).
+    readers = {name for name, parser in leaves.items()
+               if re.search(r"\b(config_path|_ask_agent)\(", inspect.getsource(parser.get_default("func")))}
+    takes_option = {name for name, parser in leaves.items()
+                    if any("--config" in action.option_strings for action in parser._actions)}
+    assert readers == takes_option == set(READS_CONFIG)
+
+
+@pytest.mark.parametrize("command", READS_CONFIG)
+def test_config_after_the_command_wins_over_before_which_wins_over_linli_config_and_the_default(command, monkeypatch):
+    from edge.cli import build_parser, config_path
+    from edge.config import DEFAULT_PATH
+
+    words = [*command.split(), *READS_CONFIG[command]]
+
+    def path(argv):
+        return config_path(build_parser().parse_args(argv))
+
+    monkeypatch.delenv("LINLI_CONFIG", raising=False)
+    assert path(words) == DEFAULT_PATH
+    monkeypatch.setenv("LINLI_CONFIG", "/env.toml")
+    assert path(words) == "/env.toml"
+    assert path(["--config", "/before.toml", *words]) == "/before.toml"
+    assert path([*words, "--config", "/after.toml"]) == "/after.toml"
+    assert path(["--config", "/before.toml", *words, "--config", "/after.toml"]) == "/after.toml"
+
+
+def test_config_check_reads_the_option_after_the_command_over_the_one_before_and_the_environment(tmp_path):
+    path = good_config(tmp_path)
+    missing = str(tmp_path / "missing.toml")
+    code, out, err = run("--config", missing, "config", "check", "--config", str(path), "--json",
+                         env={"LINLI_CONFIG": missing})
+    assert code == 0, err
+    assert json.loads(out)["path"] == str(path)
+    code, out, err = run("config", "check", "--json", env={"LINLI_CONFIG": str(path)})
+    assert code == 0 and json.loads(out)["path"] == str(path), err
+    code, _, err = run("config", "check", "--config", missing)
+    assert code == 78 and "missing.toml" in err
+
+
+def test_agent_commands_take_the_config_before_or_after_them(tmp_path, broker):
+    """``linli run --config F`` runs; status, away and alarm ack find it by either position."""
+    from edge.simulate.modbus_pressure import PressureTransmitterSim
+    from tests.live_agent import agent_process, write_agent_config
+
+    missing = {"LINLI_CONFIG": str(tmp_path / "missing.toml")}      # so only the option can name the config
+    with PressureTransmitterSim(unit_id=1, profile=0.35) as transmitter:
+        config = write_agent_config(tmp_path / "edge.toml", broker_port=broker.port, serial_port=transmitter.port,
+                                    state=tmp_path)
+        agent = [sys.executable, "-m", "edge.cli", "run", "--config", str(config)]
+        with agent_process(agent, config, env={**os.environ, **missing}):
+            code, out, err = run("status", "--config", str(config), "--json", env=missing)
+            assert code == 0 and "rs485-1" in {bus["bus"] for bus in json.loads(out)["buses"]}, err
+            code, out, err = run("--config", str(config), "away", "off", "--json", env=missing)
+            assert code == 0 and json.loads(out)["away"] is False, err
+            code, out, err = run("alarm", "ack", "pump-pressure/low", "--config", str(config), "--json", env=missing)
+            assert code == 0 and json.loads(out)["alarm"] == "pump-pressure/low", err
+
+
+def test_help_shows_the_config_option_on_the_commands_and_where_it_may_go():
+    code, out, _ = run("--help")
+    assert code == 0 and "linli run --config /etc/linli/edge.toml" in out and "before or after the command" in out
+    for command in READS_CONFIG:
+        code, out, _ = run(*command.split(), "--help")
+        assert code == 0 and "--config FILE" in out, command
