@@ -28,11 +28,13 @@ import contextlib
 import math
 import json
 import queue
+import signal
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -282,12 +284,27 @@ def _parse_broker(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@contextlib.contextmanager
+def _ctrl_c_stops() -> Iterator[threading.Event]:
+    """Ctrl-C sets the event instead of raising wherever the demo happens to be, so it always stops in order."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: pressed.set())
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway_id: str = "gw-demo",
              as_json: bool = False, out=sys.stdout) -> int:
     """Run the demo until ``seconds`` pass or Ctrl-C; everything it started is stopped again."""
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if as_json else \
           (lambda text: print(text, file=out, flush=True))
     with contextlib.ExitStack() as stack:
+        interrupted = stack.enter_context(_ctrl_c_stops())
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="linli-demo-")))
         if broker:
             host, port = _parse_broker(broker)
@@ -358,11 +375,10 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
               for t in range(5, 3600, 5)),
         ))
         deadline = None if seconds is None else time.monotonic() + seconds
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                script.run_due()
-                time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
-        except KeyboardInterrupt:
+        while not interrupted.is_set() and (deadline is None or time.monotonic() < deadline):
+            script.run_due()
+            interrupted.wait(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
+        if interrupted.is_set():
             say(_("stopping…"))
     say(_("demo stopped: {count} messages received").format(count=viewer.count))
     return 0

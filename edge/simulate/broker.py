@@ -244,8 +244,9 @@ class LocalBroker:
             start_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             # stderr to a file, not a pipe: nobody reads a pipe while the broker runs, and a full one blocks it.
             with open(self.workdir / "mosquitto.stderr", "wb") as stderr:
+                # A session of its own: Ctrl-C in the terminal is for whoever started it, who stops it in order.
                 self._proc = subprocess.Popen([self.executable, "-c", str(config)], stdin=subprocess.DEVNULL,
-                                              stdout=subprocess.DEVNULL, stderr=stderr)
+                                              stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
             problem = self._wait_until_accepting(self._proc, start_offset)
             if problem is None:
                 self._port_fixed = True     # restarts must come back on this port

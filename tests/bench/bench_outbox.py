@@ -76,7 +76,7 @@ def fill(box: Outbox, rows: int, batch: int = 2000) -> None:
 
 
 def volume(directory: Path, rows: int) -> dict[str, float]:
-    """Write volume of ingesting ``rows`` in commits of 2000, then of draining them all."""
+    """Write volume of spilling ``rows`` in commits of 2000 (the link down), then of draining them all."""
     path = fresh(directory, f"volume-{rows}.db")
     with Outbox(path, max_bytes=256 * 2**20) as box:
         before = io_counters()
@@ -90,11 +90,14 @@ def volume(directory: Path, rows: int) -> dict[str, float]:
         stats = box.stats()
         stats_s = time.perf_counter() - stats_s
         drained = 0
+        cursor: dict[int, int] = {}
         started = time.perf_counter()
-        while rows_ := box.fetch({}, 500):
+        while rows_ := box.fetch(cursor, 500):     # as the uplink does: a cursor per priority
             box.ack(r.seq for r in rows_)
             box.commit()
             drained += len(rows_)
+            for row in rows_:
+                cursor[row.priority] = max(cursor.get(row.priority, 0), row.seq)
         drain_s = time.perf_counter() - started
         after_drain = io_counters()
     return {
