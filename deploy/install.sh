@@ -101,8 +101,17 @@ installed() {
     [[ $(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
 }
 
+# sdcard OUT WHY ARGS...: deploy/sdcard.py ARGS with its output in OUT; a refusal (exit status 3)
+# ends the installer with WHY and sdcard.py's reason.
 sdcard() {
-    python3 "$here/sdcard.py" "$@"
+    local out=$1 why=$2 status=0
+    shift 2
+    python3 "$here/sdcard.py" "$@" >"$out" || status=$?
+    case $status in
+        0) ;;
+        3) die "$why: $(cat "$out")" ;;
+        *) die "deploy/sdcard.py $1 failed (exit status $status)" ;;
+    esac
 }
 
 # Users and groups are read from the files under the root, which is where useradd and groupadd write.
@@ -227,15 +236,10 @@ done
 # live on such a file system, fstab must mount it at every boot, and it must be mounted now (else
 # the outbox written so far lies on / underneath the mount point and would vanish behind it).
 check_outbox_home() {
-    local verdict status=0 lines line mountpoint fstype mounted
-    verdict=$(sdcard outbox-home "$root/etc/fstab" "$STATE_DIR") || status=$?
-    case $status in
-        0) ;;
-        3) die "not turning the overlay root on: $verdict" ;;
-        *) die "sdcard.py outbox-home failed (exit status $status)" ;;
-    esac
+    local lines line mountpoint fstype mounted
+    sdcard "$work/outbox-home" "not turning the overlay root on" outbox-home "$root/etc/fstab" "$STATE_DIR"
     # Last line first: the file system that holds it, then the bind mounts that depend on it.
-    mapfile -t lines < <(tac <<<"$verdict")
+    mapfile -t lines < <(tac "$work/outbox-home")
     for line in "${lines[@]}"; do
         mountpoint=${line%%$'\t'*}
         mountpoint -q "$root$mountpoint" \
@@ -447,7 +451,7 @@ set_mount_options() {
     fi
     local options=(--noatime --holder-of "$STATE_DIR")
     [[ -z $commit ]] || options+=(--commit "$commit")
-    sdcard fstab-options "$root/etc/fstab" / "${options[@]}" >"$work/fstab"
+    sdcard "$work/fstab" "/etc/fstab left alone" fstab-options "$root/etc/fstab" / "${options[@]}"
     if put_file "$work/fstab" "$root/etc/fstab" backup; then
         say "fstab: noatime${commit:+ and commit=$commit} on / (and on $STATE_DIR's file system if it has one)"
         fstab_changed=1
@@ -458,17 +462,12 @@ set_mount_options() {
 
 set_overlay_root() {
     [[ -n $overlay ]] || return 0
-    local file=$root$CMDLINE status=0
+    local file=$root$CMDLINE
     if [[ ! -f $file ]]; then
         say "there is no $CMDLINE: no overlay root to turn off"
         return 0
     fi
-    sdcard cmdline "$file" "$overlay" >"$work/cmdline" || status=$?
-    case $status in
-        0) ;;
-        3) die "$(cat "$work/cmdline")" ;;
-        *) die "sdcard.py cmdline failed (exit status $status)" ;;
-    esac
+    sdcard "$work/cmdline" "$CMDLINE left alone" cmdline "$file" "$overlay"
     if cmp -s "$work/cmdline" "$file"; then
         say "the overlay root is already $overlay in $CMDLINE"
         return 0
