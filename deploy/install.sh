@@ -1,41 +1,77 @@
 #!/usr/bin/env bash
 # Install or upgrade linli-edge on Raspberry Pi OS Bookworm. Run as root; safe to run again.
 #
-# usage: install.sh [--dry-run] [--no-mqtt-clients] [--wheelhouse DIR] [PACKAGE]
+# usage: install.sh [OPTION]... [PACKAGE]
 #
-#   PACKAGE            a linli_edge-*.whl to install (default: the source tree this script is in)
-#   --dry-run          print what would be done and change nothing (needs no root)
-#   --no-mqtt-clients  skip mosquitto-clients (mosquitto_sub/_pub, handy for a technician)
-#   --wheelhouse DIR   install Python packages only from the wheels in DIR (a gateway without Internet)
+#   PACKAGE              a linli_edge-*.whl to install (default: the one in --wheelhouse, else the
+#                        source tree this script is in)
+#   --dry-run            print what would be done and change nothing (needs no root)
+#   --no-mqtt-clients    skip mosquitto-clients (mosquitto_sub/_pub, handy for a technician)
+#   --wheelhouse DIR     install Python packages only from the wheels in DIR (a gateway without Internet)
+#   --root DIR           install into the tree DIR as if it were / (users, venv, configuration, unit,
+#                        journald, fstab, cmdline.txt all under DIR; apt is left alone). For trying the
+#                        installer out and for tests: the venv it makes works from DIR only
+#
+# Sparing the SD card (deploy/README.md says what each choice costs):
+#   --journal capped     the system journal on the SD card, at most 64 MB and one month (default)
+#   --journal ram        the journal in RAM only, 16 MB: no log writes; logs are gone at every reboot
+#   --journal distro     journald as the distribution sets it up (removes the installer's drop-in)
+#   --fstab noatime      mount / and the file system holding /var/lib/linli with noatime (default)
+#   --fstab keep         leave /etc/fstab alone
+#   --commit SECONDS     ext4 on those file systems commits its journal every SECONDS instead of 5
+#   --overlay-root on    from the next boot, / is read-only under a RAM overlay (Raspberry Pi OS's
+#                        overlayroot); refused unless /var/lib/linli is on a partition of its own
+#   --overlay-root off   from the next boot, / is writable again
 #
 # Each step is skipped when it is already done:
-#   1. apt packages python3-venv, python3-lgpio (and mosquitto-clients)
+#   1. apt packages python3-venv, python3-lgpio (and mosquitto-clients; overlayroot for the overlay)
 #   2. the groups dialout, gpio, i2c (Raspberry Pi OS has them; plain Debian gets them created)
 #      and the system user linli in them
 #   3. the venv /opt/linli/venv (with the system site packages, for python3-lgpio), the package in
-#      it, and /usr/local/bin/linli for the technician
+#      it (again only when it differs from the one installed), and /usr/local/bin/linli
 #   4. /etc/linli/edge.toml from deploy/edge.toml.example, only when there is none: an existing
 #      configuration is never overwritten
-#   5. the systemd unit, installed and enabled; an agent already running is restarted so that it
-#      runs the version just installed
+#   5. the SD-card settings: a journald drop-in, mount options in /etc/fstab, the overlayroot=
+#      setting in /boot/firmware/cmdline.txt (a changed fstab or cmdline.txt is first copied to
+#      FILE.linli-backup-TIME)
+#   6. the systemd unit, installed and enabled; an agent already running is restarted when its
+#      package or unit changed, so that it runs the version just installed
 set -euo pipefail
+# What the installer creates must be readable by the linli user, whatever umask root has.
+umask 022
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tree=$(cd "$here/.." && pwd)
 
 readonly VENV=/opt/linli/venv
+readonly PACKAGE_STAMP=$VENV/.linli-package.sha256
 readonly CONF_DIR=/etc/linli
 readonly CONF_FILE=$CONF_DIR/edge.toml
+readonly STATE_DIR=/var/lib/linli
 readonly UNIT_NAME=linli-edge.service
 readonly UNIT_DEST=/etc/systemd/system/$UNIT_NAME
+readonly JOURNALD_DROPIN=/etc/systemd/journald.conf.d/90-linli-edge.conf
+readonly CMDLINE=/boot/firmware/cmdline.txt
 readonly AGENT_USER=linli
 readonly DEVICE_GROUPS=(dialout gpio i2c)
+# What pip builds the package from in a source tree (the packages setup.cfg names and the files its
+# metadata comes from): their contents tell whether the installed package is this one.
+readonly PACKAGE_SOURCES=(setup.cfg pyproject.toml README.md edge drivers buffer)
 
 original_args=("$@")
 dry_run=0
+root=            # "" is the running system; else the tree given with --root
 apt_packages=(python3-venv python3-lgpio mosquitto-clients)
-pip_source=()
+wheelhouse=
 package=
+journal=capped
+fstab=noatime
+commit=
+overlay=         # on, off, or "" to leave it as it is
+overlay_active=0
+agent_changed=0
+fstab_changed=0
+overlay_changed=0
 
 die() {
     printf 'install.sh: %s\n' "$*" >&2
@@ -57,8 +93,94 @@ run() {
     fi
 }
 
+live() {
+    [[ -z $root ]]
+}
+
 installed() {
-    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
+    [[ $(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
+}
+
+# sdcard OUT WHY ARGS...: deploy/sdcard.py ARGS with its output in OUT; a refusal (exit status 3)
+# ends the installer with WHY and sdcard.py's reason.
+sdcard() {
+    local out=$1 why=$2 status=0
+    shift 2
+    python3 "$here/sdcard.py" "$@" >"$out" || status=$?
+    case $status in
+        0) ;;
+        3) die "$why: $(cat "$out")" ;;
+        *) die "deploy/sdcard.py $1 failed (exit status $status)" ;;
+    esac
+}
+
+# Users and groups are read from the files under the root, which is where useradd and groupadd write.
+group_field() {
+    awk -F: -v name="$1" -v field="$2" '$1 == name { print $field }' "$root/etc/group"
+}
+
+user_exists() {
+    grep -q "^$1:" "$root/etc/passwd"
+}
+
+# gid NAME: the group's number, or its name while a dry run has not created it.
+gid() {
+    local number
+    number=$(group_field "$1" 3)
+    printf '%s\n' "${number:-$1}"
+}
+
+# ensure_dir MODE OWNER GROUP DIR: make DIR with exactly that mode and owner; nothing when it has them.
+ensure_dir() {
+    local mode=$1 owner=$2 group=$3 dir=$4
+    [[ -d $dir && $(stat -c '%a %u %g' "$dir") == "${mode#0} $owner $group" ]] && return 0
+    run install -d -m "$mode" -o "$owner" -g "$group" "$dir"
+}
+
+# put_file NEW TARGET [backup]: give TARGET the content of NEW (atomically, after copying the old one
+# to TARGET.linli-backup-TIME when asked). Returns 1 when TARGET already had that content.
+put_file() {
+    local new=$1 target=$2 backup=${3:-} old=/dev/null copy
+    [[ -f $target ]] && cmp -s "$new" "$target" && return 1
+    if ((dry_run)); then
+        [[ ! -f $target ]] || old=$target
+        printf '    would change %s:\n' "$target"
+        diff -u --label "$target" --label "$target (new)" "$old" "$new" | sed 's/^/      /' || true
+        return 0
+    fi
+    if [[ -n $backup && -f $target ]]; then
+        copy=$target.linli-backup-$(date -u +%Y%m%dT%H%M%SZ)
+        local n=1 base=$copy
+        while [[ -e $copy ]]; do
+            copy=$base-$((n++))
+        done
+        cp "$target" "$copy"
+        say "the previous $(basename "$target") is kept as $copy"
+    fi
+    cat "$new" >"$target.linli-new"
+    mv -f "$target.linli-new" "$target"
+}
+
+# package_fingerprint: sha256 of what pip installs from: the wheel file, or the tree's package sources.
+package_fingerprint() {
+    if [[ -f $package ]]; then
+        sha256sum <"$package"
+    else
+        (cd "$package" && find "${PACKAGE_SOURCES[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
+            | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum
+    fi | cut -d' ' -f1
+}
+
+# overlayroot_setting FILE: the overlayroot= value on a kernel command line ("" when there is none).
+overlayroot_setting() {
+    local token tokens=()
+    if [[ -r $1 ]]; then
+        read -r -a tokens <"$1" || true      # a last line without a newline is still read
+    fi
+    for token in "${tokens[@]}"; do
+        [[ $token == overlayroot=* ]] && printf '%s\n' "${token#overlayroot=}"
+    done
+    return 0
 }
 
 while (($#)); do
@@ -67,7 +189,33 @@ while (($#)); do
         --no-mqtt-clients) apt_packages=(python3-venv python3-lgpio); shift ;;
         --wheelhouse)
             [[ $# -ge 2 && -d $2 ]] || die "--wheelhouse needs a directory of wheels"
-            pip_source=(--no-index --find-links "$(cd "$2" && pwd)")
+            wheelhouse=$(cd "$2" && pwd)
+            shift 2
+            ;;
+        --root)
+            [[ $# -ge 2 && -d $2 ]] || die "--root needs an existing directory"
+            root=$(cd "$2" && pwd)
+            [[ $root != / ]] || root=
+            shift 2
+            ;;
+        --journal)
+            [[ $# -ge 2 && $2 =~ ^(capped|ram|distro)$ ]] || die "--journal takes capped, ram or distro"
+            journal=$2
+            shift 2
+            ;;
+        --fstab)
+            [[ $# -ge 2 && $2 =~ ^(noatime|keep)$ ]] || die "--fstab takes noatime or keep"
+            fstab=$2
+            shift 2
+            ;;
+        --commit)
+            [[ $# -ge 2 && $2 =~ ^[1-9][0-9]{0,3}$ ]] || die "--commit takes a number of seconds (1 to 9999)"
+            commit=$2
+            shift 2
+            ;;
+        --overlay-root)
+            [[ $# -ge 2 && $2 =~ ^(on|off)$ ]] || die "--overlay-root takes on or off"
+            overlay=$2
             shift 2
             ;;
         -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
@@ -82,28 +230,94 @@ while (($#)); do
 done
 
 # --- preconditions: check everything before changing anything ----------------------------------
-((dry_run)) || ((EUID == 0)) || die "run as root: sudo $0 ${original_args[*]}"
-[[ -n $package ]] || package=$tree
-[[ -n $package && ( -f $package || -f $package/setup.cfg ) ]] || die "no package: $package has no setup.cfg"
-[[ -f $tree/systemd/$UNIT_NAME ]] || die "missing $tree/systemd/$UNIT_NAME"
-[[ -f $here/edge.toml.example ]] || die "missing $here/edge.toml.example"
-command -v python3 >/dev/null || die "python3 is not installed"
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-    || die "linli-edge needs Python 3.11 or newer (Raspberry Pi OS Bookworm has it); found $(python3 -V 2>&1)"
-if ! grep -qs '^VERSION_CODENAME=bookworm$' /etc/os-release; then
-    say "note: this is not Bookworm; the installer is made for Raspberry Pi OS Bookworm"
-fi
-((dry_run)) && say "dry run: nothing will be changed"
+
+# The overlay root swallows every write to / at the next reboot; only the file systems fstab mounts
+# beside it stay (the installer asks overlayroot for recurse=0). So /var/lib/linli, the outbox, must
+# live on such a file system, fstab must mount it at every boot, and it must be mounted now (else
+# the outbox written so far lies on / underneath the mount point and would vanish behind it).
+check_outbox_home() {
+    local lines line mountpoint fstype mounted
+    sdcard "$work/outbox-home" "not turning the overlay root on" outbox-home "$root/etc/fstab" "$STATE_DIR"
+    # Last line first: the file system that holds it, then the bind mounts that depend on it.
+    mapfile -t lines < <(tac "$work/outbox-home")
+    for line in "${lines[@]}"; do
+        mountpoint=${line%%$'\t'*}
+        mountpoint -q "$root$mountpoint" \
+            || die "not turning the overlay root on: $mountpoint is in /etc/fstab but not mounted now;" \
+                   "mount it first (after moving what $STATE_DIR holds onto it)"
+    done
+    IFS=$'\t' read -r mountpoint fstype <<<"${lines[0]}"
+    mounted=$(findmnt -n -o FSTYPE --mountpoint "$root$mountpoint" | tail -n 1)
+    [[ $mounted == "$fstype" ]] \
+        || die "not turning the overlay root on: $mountpoint is mounted as $mounted now, not $fstype as /etc/fstab says"
+    say "$STATE_DIR is on $mountpoint ($fstype), which the overlay root leaves writable"
+}
+
+preconditions() {
+    ((dry_run)) || ((EUID == 0)) || die "run as root: sudo $0 ${original_args[*]}"
+    if [[ -n $wheelhouse && -z $package ]]; then
+        local wheels
+        mapfile -t wheels < <(find "$wheelhouse" -maxdepth 1 -name 'linli_edge-*.whl' | sort)
+        ((${#wheels[@]} == 1)) \
+            || die "--wheelhouse $wheelhouse holds ${#wheels[@]} linli_edge-*.whl; make one with: pip wheel -w DIR ." \
+                   "(or name the wheel to install)"
+        package=${wheels[0]}
+    fi
+    [[ -n $package ]] || package=$tree
+    [[ -f $package || -f $package/setup.cfg ]] || die "no package: $package has no setup.cfg"
+    [[ -f $tree/systemd/$UNIT_NAME ]] || die "missing $tree/systemd/$UNIT_NAME"
+    [[ -f $here/edge.toml.example ]] || die "missing $here/edge.toml.example"
+    command -v python3 >/dev/null || die "python3 is not installed"
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "linli-edge needs Python 3.11 or newer (Raspberry Pi OS Bookworm has it); found $(python3 -V 2>&1)"
+    [[ -z $commit || $fstab == noatime ]] || die "--commit is a mount option in /etc/fstab: not with --fstab keep"
+    if ! live; then
+        [[ -f $root/etc/passwd && -f $root/etc/group ]] || die "--root $root has no etc/passwd and etc/group"
+        say "installing into $root"
+    fi
+    if ! grep -qs '^VERSION_CODENAME=bookworm$' "$root/etc/os-release"; then
+        say "note: this is not Bookworm; the installer is made for Raspberry Pi OS Bookworm"
+    fi
+
+    # The command line the running kernel booted with (a --root tree has no /proc unless one is put there).
+    local running
+    running=$(overlayroot_setting "$root/proc/cmdline")
+    if [[ -n $running && $running != disabled ]]; then
+        [[ $overlay == off ]] \
+            || die "/ is a RAM overlay now (overlayroot=$running): whatever is installed would be gone at the" \
+                   "next reboot. Run install.sh --overlay-root off, reboot, then install"
+        overlay_active=1
+    fi
+    if [[ $overlay == on ]]; then
+        [[ -f $root$CMDLINE ]] || die "there is no $CMDLINE: the overlay root is Raspberry Pi OS Bookworm's"
+        local mem_kb
+        mem_kb=$(awk '$1 == "MemTotal:" { print $2 }' "$root/proc/meminfo" 2>/dev/null || true)
+        # The same limit as raspi-config: the overlay holds every write to / in RAM.
+        [[ -z $mem_kb ]] || ((mem_kb > 262144)) || die "the overlay root needs more than 256 MB of RAM"
+        live || installed overlayroot || die "--root: install overlayroot in $root first (its initramfs hook mounts the overlay)"
+        apt_packages+=(overlayroot)
+        check_outbox_home
+    fi
+    ((dry_run)) && say "dry run: nothing will be changed"
+    return 0
+}
 
 # --- 1. apt packages ---------------------------------------------------------------------------------
-missing=()
-for pkg in "${apt_packages[@]}"; do
-    installed "$pkg" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
+install_apt_packages() {
+    local pkg missing=() available=()
+    for pkg in "${apt_packages[@]}"; do
+        installed "$pkg" || missing+=("$pkg")
+    done
+    if ((${#missing[@]} == 0)); then
+        say "apt packages already installed: ${apt_packages[*]}"
+        return 0
+    fi
+    if ! live; then
+        say "note: apt is not run under --root; $root lacks ${missing[*]}"
+        return 0
+    fi
     say "installing apt packages: ${missing[*]}"
     run apt-get update
-    available=()
     for pkg in "${missing[@]}"; do
         # python3-lgpio comes from the Raspberry Pi archive; plain Debian has no candidate.
         if [[ $(apt-cache policy "$pkg" 2>/dev/null) == *"Candidate: "[0-9]* ]]; then
@@ -115,69 +329,212 @@ if ((${#missing[@]})); then
     if ((${#available[@]})); then
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${available[@]}"
     fi
-else
-    say "apt packages already installed: ${apt_packages[*]}"
-fi
+}
 
 # --- 2. groups and the service user -----------------------------------------------------------------
-for group in "$AGENT_USER" "${DEVICE_GROUPS[@]}"; do
-    if ! getent group "$group" >/dev/null; then
-        # systemd refuses to start a unit whose SupplementaryGroups= names a missing group.
-        say "creating group $group"
-        run groupadd --system "$group"
-    fi
-done
-if id -u "$AGENT_USER" >/dev/null 2>&1; then
-    current=" $(id -nG "$AGENT_USER") "
-    for group in "${DEVICE_GROUPS[@]}"; do
-        if [[ $current != *" $group "* ]]; then
-            say "adding $AGENT_USER to group $group"
-            run usermod --append --groups "$group" "$AGENT_USER"
+create_user() {
+    local group root_opt=()
+    live || root_opt=(--root "$root")
+    for group in "$AGENT_USER" "${DEVICE_GROUPS[@]}"; do
+        if [[ -z $(group_field "$group" 1) ]]; then
+            # systemd refuses to start a unit whose SupplementaryGroups= names a missing group.
+            say "creating group $group"
+            run groupadd "${root_opt[@]}" --system "$group"
         fi
     done
-else
-    say "creating system user $AGENT_USER"
-    run useradd --system --gid "$AGENT_USER" --groups "$(IFS=,; echo "${DEVICE_GROUPS[*]}")" \
-        --home-dir /var/lib/linli --no-create-home --shell /usr/sbin/nologin \
-        --comment "linli-edge gateway agent" "$AGENT_USER"
-fi
+    if ! user_exists "$AGENT_USER"; then
+        say "creating system user $AGENT_USER"
+        run useradd "${root_opt[@]}" --system --gid "$AGENT_USER" --groups "$(IFS=,; echo "${DEVICE_GROUPS[*]}")" \
+            --home-dir "$STATE_DIR" --no-create-home --shell /usr/sbin/nologin \
+            --comment "linli-edge gateway agent" "$AGENT_USER"
+        return 0
+    fi
+    for group in "${DEVICE_GROUPS[@]}"; do
+        if [[ ,$(group_field "$group" 4), != *",$AGENT_USER,"* ]]; then
+            say "adding $AGENT_USER to group $group"
+            run usermod "${root_opt[@]}" --append --groups "$group" "$AGENT_USER"
+        fi
+    done
+}
 
 # --- 3. venv and package -----------------------------------------------------------------------------
-if [[ ! -x $VENV/bin/python ]]; then
-    say "creating the venv $VENV"
-    run install -d -m 0755 "$(dirname "$VENV")"
-    run python3 -m venv --system-site-packages "$VENV"
-fi
-say "installing $package into $VENV"
-run "$VENV/bin/pip" install --disable-pip-version-check --no-input --upgrade "${pip_source[@]}" "$package"
-run ln -sfn "$VENV/bin/linli" /usr/local/bin/linli
+install_package() {
+    local fingerprint pip=("$root$VENV/bin/python" -m pip install --disable-pip-version-check --no-input)
+    [[ -z $wheelhouse ]] || pip+=(--no-index --find-links "$wheelhouse")
+    fingerprint=$(package_fingerprint)
+    if [[ ! -x $root$VENV/bin/python ]]; then
+        say "creating the venv $VENV"
+        ensure_dir 0755 0 0 "$root$(dirname "$VENV")"
+        run python3 -m venv --system-site-packages "$root$VENV"
+    fi
+    if [[ -x $root$VENV/bin/linli && $(cat "$root$PACKAGE_STAMP" 2>/dev/null) == "$fingerprint" ]]; then
+        say "linli-edge is already installed from this package"
+    else
+        say "installing $package into $VENV"
+        run "${pip[@]}" --upgrade "$package"
+        # pip keeps an installed version equal to a wheel's even when the wheel's contents differ.
+        [[ ! -f $package ]] || run "${pip[@]}" --force-reinstall --no-deps "$package"
+        printf '%s\n' "$fingerprint" >"$work/package.sha256"
+        run install -m 0644 "$work/package.sha256" "$root$PACKAGE_STAMP"
+        agent_changed=1
+    fi
+    if [[ $(readlink "$root/usr/local/bin/linli") != "$VENV/bin/linli" ]]; then
+        ensure_dir 0755 0 0 "$root/usr/local/bin"
+        run ln -sfn "$VENV/bin/linli" "$root/usr/local/bin/linli"
+    fi
+}
 
 # --- 4. configuration ---------------------------------------------------------------------------------
-run install -d -m 0750 -o root -g "$AGENT_USER" "$CONF_DIR"
-if [[ -e $CONF_FILE ]]; then
-    say "keeping the existing $CONF_FILE"
-else
-    say "installing the example configuration as $CONF_FILE: edit it before starting the agent"
-    run install -m 0640 -o root -g "$AGENT_USER" "$here/edge.toml.example" "$CONF_FILE"
-fi
+install_config() {
+    ensure_dir 0750 0 "$(gid "$AGENT_USER")" "$root$CONF_DIR"
+    if [[ -e $root$CONF_FILE ]]; then
+        say "keeping the existing $CONF_FILE"
+    else
+        say "installing the example configuration as $CONF_FILE: edit it before starting the agent"
+        run install -m 0640 -o 0 -g "$(gid "$AGENT_USER")" "$here/edge.toml.example" "$root$CONF_FILE"
+    fi
+}
 
-# --- 5. systemd unit ----------------------------------------------------------------------------------
-say "installing and enabling $UNIT_NAME"
-run install -m 0644 "$tree/systemd/$UNIT_NAME" "$UNIT_DEST"
-if [[ -d /run/systemd/system ]]; then
-    run systemctl daemon-reload
-    run systemctl enable "$UNIT_NAME"
-    run systemctl try-restart "$UNIT_NAME"
-else
-    # Building an image in a chroot: no running systemd to reload, but enabling works offline.
-    run systemctl enable "$UNIT_NAME"
-fi
+# --- 5. the SD card -----------------------------------------------------------------------------------
+set_journal() {
+    local changed=0
+    case $journal in
+        capped)
+            cat >"$work/journald.conf" <<'EOF'
+# Written by linli-edge's deploy/install.sh --journal capped: the journal on the SD card, bounded.
+[Journal]
+Storage=persistent
+SystemMaxUse=64M
+SystemMaxFileSize=8M
+MaxRetentionSec=1month
+EOF
+            ;;
+        ram)
+            cat >"$work/journald.conf" <<'EOF'
+# Written by linli-edge's deploy/install.sh --journal ram: the journal in RAM only, lost at a reboot.
+[Journal]
+Storage=volatile
+RuntimeMaxUse=16M
+EOF
+            if installed rsyslog; then
+                say "note: rsyslog is installed and still writes every message to /var/log;" \
+                    "apt purge rsyslog if the journal is enough"
+            fi
+            ;;
+        distro)
+            if [[ -e $root$JOURNALD_DROPIN ]]; then
+                say "removing $JOURNALD_DROPIN: journald as the distribution sets it up"
+                run rm -f "$root$JOURNALD_DROPIN"
+                changed=1
+            fi
+            ;;
+    esac
+    if [[ $journal != distro ]]; then
+        ensure_dir 0755 0 0 "$root$(dirname "$JOURNALD_DROPIN")"
+        if put_file "$work/journald.conf" "$root$JOURNALD_DROPIN"; then
+            say "journal: $journal ($JOURNALD_DROPIN)"
+            changed=1
+        else
+            say "journal already $journal"
+        fi
+    fi
+    if ((changed)) && live && [[ -d /run/systemd/system ]]; then
+        run systemctl restart systemd-journald
+    fi
+}
 
-if ((dry_run)); then
-    say "dry run finished; nothing was changed"
+set_mount_options() {
+    [[ $fstab == noatime ]] || return 0
+    if [[ ! -f $root/etc/fstab ]]; then
+        say "there is no /etc/fstab: mount options left alone"
+        return 0
+    fi
+    local options=(--noatime --holder-of "$STATE_DIR")
+    [[ -z $commit ]] || options+=(--commit "$commit")
+    sdcard "$work/fstab" "/etc/fstab left alone" fstab-options "$root/etc/fstab" / "${options[@]}"
+    if put_file "$work/fstab" "$root/etc/fstab" backup; then
+        say "fstab: noatime${commit:+ and commit=$commit} on / (and on $STATE_DIR's file system if it has one)"
+        fstab_changed=1
+    else
+        say "fstab already has noatime${commit:+ and commit=$commit}"
+    fi
+}
+
+set_overlay_root() {
+    [[ -n $overlay ]] || return 0
+    local file=$root$CMDLINE
+    if [[ ! -f $file ]]; then
+        say "there is no $CMDLINE: no overlay root to turn off"
+        return 0
+    fi
+    sdcard "$work/cmdline" "$CMDLINE left alone" cmdline "$file" "$overlay"
+    if cmp -s "$work/cmdline" "$file"; then
+        say "the overlay root is already $overlay in $CMDLINE"
+        return 0
+    fi
+    [[ -w $file ]] || die "$CMDLINE is read-only: mount -o remount,rw /boot/firmware, then run this again"
+    if [[ $overlay == on ]] && ! ((dry_run)) && ! installed overlayroot; then
+        die "overlayroot could not be installed: without its initramfs hook there would be no overlay"
+    fi
+    say "turning the overlay root $overlay in $CMDLINE"
+    put_file "$work/cmdline" "$file" backup
+    overlay_changed=1
+}
+
+# --- 6. systemd unit ----------------------------------------------------------------------------------
+install_unit() {
+    local unit_changed=0
+    ensure_dir 0755 0 0 "$root$(dirname "$UNIT_DEST")"
+    if ! cmp -s "$tree/systemd/$UNIT_NAME" "$root$UNIT_DEST"; then
+        say "installing $UNIT_NAME"
+        run install -m 0644 "$tree/systemd/$UNIT_NAME" "$root$UNIT_DEST"
+        unit_changed=1
+        agent_changed=1
+    fi
+    if live && [[ -d /run/systemd/system ]]; then
+        ((unit_changed == 0)) || run systemctl daemon-reload
+        systemctl is-enabled --quiet "$UNIT_NAME" || run systemctl enable "$UNIT_NAME"
+        ((agent_changed == 0)) || run systemctl try-restart "$UNIT_NAME"
+    else
+        # An image in a chroot or a --root tree: no running systemd to talk to, but enabling works offline.
+        systemctl --root="${root:-/}" is-enabled --quiet "$UNIT_NAME" 2>/dev/null \
+            || run systemctl --root="${root:-/}" enable "$UNIT_NAME"
+    fi
+}
+
+finish() {
+    if ((fstab_changed)); then
+        say "the new mount options apply at the next boot (or now: mount -o remount /)"
+    fi
+    if ((overlay_changed)); then
+        say "the overlay root is $overlay from the next boot: reboot to make it so"
+    fi
+    if ((dry_run)); then
+        say "dry run finished; nothing was changed"
+    elif ((overlay_active)); then
+        say "after the reboot, run install.sh again to install"
+    else
+        say "done. Next:"
+        echo "    linli config check $CONF_FILE      # validate the configuration"
+        echo "    systemctl start $UNIT_NAME         # start the agent"
+        echo "    usermod -aG $AGENT_USER <technician>   # lets a technician's account use the linli command"
+    fi
+}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+preconditions
+if ((overlay_active)); then
+    # Only the kernel command line lies outside the overlay (on the boot partition): nothing else sticks.
+    set_overlay_root
 else
-    say "done. Next:"
-    echo "    linli config check $CONF_FILE      # validate the configuration"
-    echo "    systemctl start $UNIT_NAME         # start the agent"
-    echo "    usermod -aG $AGENT_USER <technician>   # lets a technician's account use the linli command"
+    install_apt_packages
+    create_user
+    install_package
+    install_config
+    set_journal
+    set_mount_options
+    set_overlay_root
+    install_unit
 fi
+finish

@@ -1,4 +1,6 @@
-"""deploy/: the installer's dry run, the PKI scripts, and the broker config (TLS + ACL) on a real mosquitto.
+"""deploy/: the scripts' lint, the unit file, the PKI scripts, and the broker config (TLS + ACL) on a real mosquitto.
+
+The installer itself is run for real in tests/test_install.py.
 
 The broker tests start mosquitto with a configuration derived from
 ``deploy/mosquitto/`` (same file, only the paths, the port and the log moved into
@@ -129,70 +131,6 @@ def test_unit_sandbox_exposure_stays_low(tmp_path):
         pytest.skip("this systemd-analyze has no --offline security review (needs systemd 250+)")
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= 2.5          # 1.9 as shipped; 9.6 with no sandbox at all
-
-
-# --- installer ------------------------------------------------------------------------------------------
-INSTALL_TARGETS = ("/opt/linli", "/etc/linli", "/etc/systemd/system/linli-edge.service", "/usr/local/bin/linli")
-
-
-def _system_state() -> dict:
-    user = subprocess.run(["getent", "passwd", "linli"], check=False, capture_output=True, text=True).stdout
-    return {"paths": {p: os.path.lexists(p) for p in INSTALL_TARGETS}, "user": user}
-
-
-def test_install_dry_run_plans_every_step_and_changes_nothing(tmp_path):
-    before = _system_state()
-    result = sh("bash", DEPLOY / "install.sh", "--dry-run", cwd=tmp_path)
-    out = result.stdout
-    assert _system_state() == before
-    assert "nothing will be changed" in out and out.rstrip().endswith("dry run finished; nothing was changed")
-    planned = [line.split("would run: ", 1)[1] for line in out.splitlines() if "would run: " in line]
-    assert planned, out
-    pip = [c for c in planned if "/opt/linli/venv/bin/pip install" in c]
-    assert len(pip) == 1 and pip[0].endswith(str(ROOT))                  # the source tree by default
-    assert f"install -m 0644 {ROOT}/systemd/linli-edge.service /etc/systemd/system/linli-edge.service" in planned
-    assert any(c.startswith("systemctl enable linli-edge.service") for c in planned)
-    assert "install -d -m 0750 -o root -g linli /etc/linli" in planned
-    if not before["paths"]["/opt/linli"]:
-        assert "python3 -m venv --system-site-packages /opt/linli/venv" in planned
-    if not before["paths"]["/etc/linli"]:
-        assert f"install -m 0640 -o root -g linli {DEPLOY}/edge.toml.example /etc/linli/edge.toml" in planned
-    if not before["user"]:
-        useradd = [c for c in planned if c.startswith("useradd --system")]
-        assert len(useradd) == 1 and useradd[0].endswith(" linli")
-        assert "dialout\\,gpio\\,i2c" in useradd[0]
-
-
-def test_install_dry_run_takes_a_wheel(tmp_path):
-    wheel = tmp_path / "linli_edge-0.1.0-py3-none-any.whl"
-    wheel.write_bytes(b"PK")                                 # only its path is used in a dry run
-    out = sh("bash", DEPLOY / "install.sh", "--dry-run", "--no-mqtt-clients", wheel).stdout
-    pip = [line for line in out.splitlines() if "venv/bin/pip install" in line]
-    assert len(pip) == 1 and pip[0].endswith(str(wheel))
-    assert "mosquitto-clients" not in out
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--dry-run", "--frobnicate"], 'unknown option "--frobnicate"'),
-    (["--dry-run", "setup.cfg"], "is not a wheel file"),
-    (["--dry-run", "--wheelhouse"], "--wheelhouse needs a directory"),
-])
-def test_install_rejects_bad_arguments(args, message):
-    result = sh("bash", DEPLOY / "install.sh", *args, check=False, cwd=ROOT)
-    assert result.returncode == 1
-    assert message in result.stderr and "Traceback" not in result.stderr
-
-
-def test_install_needs_root_unless_dry_run():
-    # The script goes in on stdin and the child starts in /, so an unprivileged user needs no access
-    # to the checkout (a fresh clone may sit in a directory only root can enter).
-    cmd = ["bash", "-s"]
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root and setpriv is missing, so there is no way to run as another user")
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-    result = sh(*cmd, check=False, cwd="/", input=(DEPLOY / "install.sh").read_text())
-    assert result.returncode == 1 and "run as root" in result.stderr, result.stderr
 
 
 # --- PKI ------------------------------------------------------------------------------------------------
