@@ -10,8 +10,10 @@ Every payload gets a reply, whatever its bytes: one that cannot be read far
 enough to find its id (over :data:`MAX_REQUEST` bytes, not UTF-8, not JSON,
 nested deeper than the parser goes, not an object, no usable id) is answered
 with ``"id": null`` and an error saying why, so an operator sees what the
-gateway made of it. :meth:`Commands.handle` never raises an ``Exception``:
-it runs on the uplink's thread, and nothing a publisher sends may end it.
+gateway made of it. The one exception is a command name over :data:`MAX_NAME`
+bytes: its reply topic could be longer than MQTT carries, so it is logged and
+dropped. :meth:`Commands.handle` never raises an ``Exception``: it runs on the
+uplink's thread, and nothing a publisher sends may end it.
 
 Handlers are registered by name. They run on the thread that calls
 :meth:`Commands.handle` (the uplink's, or a control-socket client's), so a
@@ -39,6 +41,8 @@ REMEMBERED = 128
 MAX_REQUEST = 64 * 1024
 #: Longest request id, as in command.schema.json.
 MAX_ID = 128
+#: Longest command name answered, in UTF-8 bytes: ``<base>/cmd/<name>/reply`` must fit MQTT's 65,535.
+MAX_NAME = 128
 
 
 class CommandError(Exception):
@@ -105,8 +109,12 @@ class Commands:
         self._answered: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()  # guards _answered only; handlers run outside it
 
-    def handle(self, topic_name: str, payload: bytes) -> dict[str, Any]:
-        """The reply for the bytes that arrived on ``cmd/<topic_name>``."""
+    def handle(self, topic_name: str, payload: bytes) -> dict[str, Any] | None:
+        """The reply for the bytes that arrived on ``cmd/<topic_name>``; ``None`` for a name too long to answer."""
+        if len(topic_name.encode()) > MAX_NAME:
+            log.warning("command on cmd/%s... dropped: a name over %d bytes cannot be answered", topic_name[:32],
+                        MAX_NAME)
+            return None
         try:
             request = parse(payload)
         except RequestError as exc:

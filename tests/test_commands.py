@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from edge import schemas
-from edge.commands import MAX_REQUEST, REMEMBERED, CommandError, Commands
+from edge.commands import MAX_NAME, MAX_REQUEST, REMEMBERED, CommandError, Commands
 
 REPLY_SCHEMA = Draft202012Validator(schemas.load("command_reply"))
 
@@ -121,3 +121,11 @@ def test_memory_of_answered_ids_is_bounded():
         cmds.handle("ping", request(rid=f"r{i}"))
     cmds.handle("ping", request(rid="r0"))     # forgotten: the oldest id runs again
     assert len(runs) == REMEMBERED + 2
+
+
+def test_a_command_name_too_long_to_reply_under_is_dropped():
+    runs = []
+    cmds = Commands("gw-1", {"n" * (MAX_NAME + 1): lambda a: runs.append(a)})
+    assert cmds.handle("n" * (MAX_NAME + 1), request(name="n" * (MAX_NAME + 1))) is None
+    assert runs == []
+    assert cmds.handle("ü" * (MAX_NAME // 2), b"{}")["id"] is None, "128 bytes is still answered"

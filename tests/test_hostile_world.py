@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.commands import MAX_REQUEST
+from edge.commands import MAX_NAME, MAX_REQUEST
 from edge.control import READ_DEADLINE
 from edge.instance_lock import OutboxLock
 from edge.simulate.modbus_pressure import PressureTransmitterSim
@@ -158,6 +158,17 @@ def test_a_nested_bracket_command_gets_an_error_reply_and_telemetry_continues(ag
     reply = agent.ask("ping", b"[" * 30_000 + b"]" * 30_000)     # under the size limit: the parser's depth
     assert reply["error"] == "the request is nested too deeply to be read"
     assert agent.ping()["ok"] is True
+    agent.more_seqs()
+
+
+def test_a_command_name_whose_reply_topic_mqtt_cannot_carry_is_dropped_not_fatal(agent):
+    agent.until_commands_answered()
+    longest = "n" * (65_535 - len(f"{BASE}/cmd/"))     # the longest topic a broker delivers
+    agent.publish(longest, b'{"v": 1}')
+    # Sent after it on the same connection: by the time this is answered, the long one was handled.
+    assert agent.ask(longest[:MAX_NAME], b"{}")["error"].startswith("the request must be an object with an id")
+    assert agent.replies(longest) == []
+    assert agent.ping()["ok"] is True and agent.proc.poll() is None
     agent.more_seqs()
 
 
