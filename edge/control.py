@@ -232,14 +232,18 @@ def _answers(path: str) -> bool:
 def request(path: str, name: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
     """Ask the running agent; returns its reply (``ok`` with ``result`` or ``error``).
 
-    A ``busy`` reply (every client slot taken) is retried until ``timeout`` runs out.
+    A ``busy`` reply (every client slot taken) is retried until ``timeout`` runs out, then
+    raises :class:`AgentUnreachable` like an agent that does not answer.
     """
     deadline = time.monotonic() + timeout
     pause = 0.1
     while True:
         reply = _ask_once(path, name, args or {}, deadline)
-        if not reply.get("busy") or time.monotonic() + pause >= deadline:
+        if not reply.get("busy"):
             return reply
+        if time.monotonic() + pause >= deadline:
+            raise AgentUnreachable(_("the agent on {path} stayed busy with other local clients for {timeout:g} s; "
+                                     "try again").format(path=path, timeout=timeout))
         time.sleep(pause)  # slots free up as the clients ahead finish or run out of time
         pause = min(pause * 2, 1.0)
 

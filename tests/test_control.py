@@ -188,3 +188,16 @@ def test_stop_removes_only_its_own_socket(server):
     server.stop()
     with open(path) as f:
         assert f.read() == "not ours"
+
+
+def test_an_agent_busy_beyond_the_callers_timeout_is_unreachable(tmp_path):
+    srv = ControlServer(str(tmp_path / "control.sock"), Commands("gw-1", {"ping": lambda a: 1}), max_clients=1,
+                        read_deadline=10)
+    srv.open()
+    srv.start()
+    try:
+        with idle_clients(srv.path, 1):
+            with pytest.raises(AgentUnreachable, match="stayed busy with other local clients for 0.5 s"):
+                request(srv.path, "ping", timeout=0.5)
+    finally:
+        srv.stop()
