@@ -236,10 +236,9 @@ CONTROL_LINES = st.one_of(
 def test_hostile_control_clients_leave_linli_status_working(agent):
     trickled: dict = {}
 
-    def slowloris():
+    def slowloris(sock):
         """A byte every second: a per-read timeout would never fire; the request deadline must."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(agent.socket)
+        with sock:
             sock.settimeout(1.0)
             started = time.monotonic()
             for byte in b'{"name": "status"}':
@@ -250,7 +249,9 @@ def test_hostile_control_clients_leave_linli_status_working(agent):
             sock.settimeout(10)
             trickled.update(json.loads(sock.makefile("rb").readline()), after=time.monotonic() - started)
 
-    trickler = threading.Thread(target=slowloris)
+    trickling = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    trickling.connect(agent.socket)            # before the idle ones: served first, it takes a slot
+    trickler = threading.Thread(target=slowloris, args=(trickling,))
     trickler.start()
     with contextlib.ExitStack() as stack:
         idle = []
