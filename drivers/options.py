@@ -17,6 +17,7 @@ key path (``sensor[2].interval``).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -35,10 +36,11 @@ def parse_duration(text: Any) -> float:
     ValueError: expected a duration like "30s" or "5m", got "fast"
     """
     match = _DURATION.match(text) if isinstance(text, str) else None
-    if not match:
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else math.inf
+    if not math.isfinite(seconds):  # no match, or so many digits that the float is infinite
         shown = f'"{text}"' if isinstance(text, str) else repr(text)
         raise ValueError(f'expected a duration like "30s" or "5m", got {shown}')
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return seconds
 
 
 _TYPE_NAMES = {
@@ -89,7 +91,16 @@ def _coerce(opt: Option, value: Any) -> tuple[Any, str | None]:
     }[kind]
     if not ok:
         return None, f"expected {_TYPE_NAMES[kind]}, got {_show(value)}"
-    return (float(value) if kind == "float" else value), None
+    if kind == "float":
+        # TOML has nan and inf, and an integer may be too large for a float: no option can run on those.
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            return None, f"expected a finite number, got {_show(value)}"
+        return number, None
+    return value, None
 
 
 def _show(value: Any) -> str:

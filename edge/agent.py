@@ -1,8 +1,11 @@
 """The agent: builds buses, drivers, the core, the outbox and the uplink from a config and runs them.
 
 Threads (docs/design.md, Threads): one per bus, the core (rules + the outbox's only
-writer), the uplink (MQTT), and the main thread, which handles signals and
-feeds the systemd watchdog only while every worker's heartbeat is fresh.
+writer), the uplink (MQTT), the control socket, and the main thread, which
+handles signals and feeds the systemd watchdog only while every worker's
+heartbeat is fresh. A worker that ends without being asked to ends the process
+at once with status 70 (:mod:`edge.supervisor`), so systemd starts a whole
+agent again; one agent per outbox is enforced by :mod:`edge.instance_lock`.
 """
 
 from __future__ import annotations
@@ -24,18 +27,22 @@ from edge.commands import CommandError, Commands
 from edge.config import Config, load_config
 from edge.control import ControlServer
 from edge.core import RULES_STATE, AlarmSink, Core, Rules
-from edge.errors import ConfigError
+from edge.errors import EX_SOFTWARE, ConfigError
 from edge.health import gather
+from edge.instance_lock import InstanceLockError, OutboxLock, lock_path
 from edge.notify import Notifier
 from edge.outputs import AlarmOutput, OutputError, Outputs
 from edge.rules import RuleEngine, RuleError
 from edge.sampler import BusWorker, SensorSlot
+from edge.supervisor import Supervisor, reason
 from edge.uplink import Uplink
 
 log = logging.getLogger("linli.agent")
 
 #: A worker whose heartbeat is older than this is considered hung; the watchdog stops being fed.
 STALE_HEARTBEAT = 30.0
+#: After a worker died: what has not stopped by then is abandoned, for the process must end.
+STOP_AFTER_DEATH = 5.0
 
 
 class Agent:
@@ -59,25 +66,33 @@ class Agent:
         self.uplink: Uplink | None = None
         self.workers: dict[str, BusWorker] = {}
         self.control: ControlServer | None = None
+        self._lock: OutboxLock | None = None
+        self._supervisor = Supervisor(self._worker_died)
+        self._dead: threading.Thread | None = None  # the first worker that ended without being asked to
         self._reload_requested = threading.Event()
         self._stop_requested = threading.Event()
         self._wake = threading.Event()  # set by signal handlers so the main loop reacts at once
 
     # --- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Drive the local outputs off, open the outbox, then start the core, bus threads, uplink and control socket.
+        """Take the outbox's lock, drive the local outputs off, open the outbox, then start the threads.
 
-        An output that cannot drive its pin stops the start (:class:`~edge.outputs.OutputError`):
-        a gateway that cannot sound its alarm must not look as if it could.
+        A second agent on the same outbox stops here, before it touches a pin or the outbox
+        (:class:`~edge.instance_lock.AgentAlreadyRunning`). An output that cannot drive its pin
+        stops the start (:class:`~edge.outputs.OutputError`): a gateway that cannot sound its
+        alarm must not look as if it could.
         """
-        self._open_outputs()
+        self._lock = OutboxLock(self.config.buffer.path).acquire()
         try:
+            self._open_outputs()
             self._open_outbox()
             self._start_workers()
             self._start_control()
         except BaseException:
             self.outputs.close()
+            self._lock.release()
             raise
+        self._supervisor.watch(self._threads().values())
 
     def _open_outputs(self) -> None:
         """The outputs, off, before anything else; they come on for raised alarms once the rules are restored."""
@@ -145,13 +160,16 @@ class Agent:
             worker.stop()
         self.workers.clear()
         if self.uplink is not None:
-            # The last readings reach the outbox's memory first, so they can still leave during the drain.
-            self.core.sync()
+            # The last readings reach the outbox's memory first, so they can still leave during the drain
+            # (a dead core handles nothing).
+            if self.core.is_alive():
+                self.core.sync()
             self.uplink.stop(drain_timeout)
             self.uplink = None
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop reading, commit everything, try to deliver it, publish ``offline``, close the outbox, outputs off."""
+        self._supervisor.release()
         try:
             if self.control is not None:
                 self.control.stop()
@@ -165,9 +183,19 @@ class Agent:
                 self.outbox = None
         finally:
             self.outputs.close()
+            if self._lock is not None:
+                self._lock.release()
 
     def reload(self, config: Config) -> None:
-        """Apply a new, already validated config: restart buses and uplink; reopen the outbox if it moved."""
+        """Apply a new, already validated config: restart buses and uplink; reopen the outbox if it moved.
+
+        An outbox that moved to one another agent holds is refused before anything changes
+        (:class:`~edge.instance_lock.AgentAlreadyRunning`).
+        """
+        lock = self._lock
+        if lock_path(config.buffer.path) != lock_path(self.config.buffer.path):
+            lock = OutboxLock(config.buffer.path).acquire()
+        self._supervisor.release()
         if self.control is not None:
             self.control.stop()
             self.control = None
@@ -181,11 +209,15 @@ class Agent:
         if config.buffer != old_buffer or config.rules != old_rules or config.gateway != old_gateway:
             self.core.stop()
             self.outbox.close()
+            if lock is not self._lock:
+                self._lock.release()
+                self._lock = lock
             self._open_outbox()
         elif outputs_changed and self.core.rules is not None:
             self._restore_outputs_on_core()
         self._start_workers()
         self._start_control()
+        self._supervisor.watch(self._threads().values())
 
     def _reopen_outputs(self, previous: Config) -> None:
         """New outputs for a reloaded config: the old ones off and released first, as they may share pins.
@@ -290,17 +322,17 @@ class Agent:
         return {"alarm": alarm, "states": [t["state"] for t in transitions]}
 
     # --- state ------------------------------------------------------------------------------------
+    def _threads(self) -> dict[str, Any]:
+        """The running worker threads by the name logs give them: core, uplink, control, bus <name>."""
+        threads: dict[str, Any] = {"core": self.core, "uplink": self.uplink, "control": self.control}
+        threads.update((f"bus {name}", worker) for name, worker in self.workers.items())
+        return {name: thread for name, thread in threads.items() if thread is not None}
+
     def heartbeats(self) -> dict[str, float]:
         """Age in seconds of each worker's last heartbeat (dead threads count as infinitely old)."""
         now = time.monotonic()
-        ages: dict[str, float] = {}
-        threads: list[tuple[str, Any]] = [("core", self.core), ("uplink", self.uplink), ("control", self.control)]
-        threads += [(f"bus {name}", w) for name, w in self.workers.items()]
-        for name, thread in threads:
-            if thread is None:
-                continue
-            ages[name] = now - thread.heartbeat if thread.is_alive() else float("inf")
-        return ages
+        return {name: now - thread.heartbeat if thread.is_alive() else float("inf")
+                for name, thread in self._threads().items()}
 
     def healthy(self) -> bool:
         return all(age < STALE_HEARTBEAT for age in self.heartbeats().values())
@@ -329,7 +361,7 @@ class Agent:
 
     # --- linli run ----------------------------------------------------------------------------------
     def run_forever(self) -> int:
-        """Run until SIGTERM/SIGINT; SIGHUP reloads the config. Returns the exit status."""
+        """Run until SIGTERM/SIGINT; SIGHUP reloads the config. Returns the exit status: 0, or 70 if a worker died."""
         def on_signal(signum, _frame):
             (self._reload_requested if signum == signal.SIGHUP else self._stop_requested).set()
             self._wake.set()
@@ -337,11 +369,12 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, on_signal)
         self.start()
+        dead = None
         try:
             self.notifier.ready()
             interval = self.notifier.watchdog_interval()
             tick = min(1.0, interval / 2) if interval else 1.0
-            while not self._stop_requested.is_set():
+            while not self._stop_requested.is_set() and self._dead is None:
                 self._wake.clear()  # before looking at the flags, so a signal arriving now still wakes the wait
                 if self._reload_requested.is_set():
                     self._reload_requested.clear()
@@ -353,22 +386,44 @@ class Agent:
                     log.error("not feeding the watchdog: %s stopped reporting", ", ".join(stale))
                 self.notifier.status(self.status_line())
                 self._wake.wait(tick)
-            log.info("stopping: flushing the outbox and publishing offline")
+            dead = self._dead
+            if dead is None:
+                log.info("stopping: flushing the outbox and publishing offline")
+            else:
+                name = next((n for n, thread in self._threads().items() if thread is dead), dead.name)
+                log.critical("the %s thread ended (%s); stopping so that the service manager starts the agent "
+                             "again", name, reason(dead))
             self.notifier.stopping()
         finally:  # an exception too: the outputs must not be left sounding, or silent in an unknown state
-            self.stop()
-        return 0
+            if dead is None:
+                self.stop()
+            else:
+                self._stop_within(STOP_AFTER_DEATH)
+        return EX_SOFTWARE if dead is not None else 0
+
+    def _worker_died(self, thread: threading.Thread) -> None:
+        """The supervisor's call, on its watching thread: only note it and wake the main loop."""
+        if self._dead is None:
+            self._dead = thread
+        self._wake.set()
+
+    def _stop_within(self, seconds: float) -> None:
+        """Stop what stops quickly; after ``seconds`` abandon the rest, for the process must end now."""
+        stopper = threading.Thread(target=self.stop, kwargs={"drain_timeout": 1.0}, name="linli-stop", daemon=True)
+        stopper.start()
+        stopper.join(seconds)
+        if stopper.is_alive():
+            log.critical("the agent did not stop within %g s; ending the process anyway", seconds)
 
     def _reload_from_file(self) -> None:
         source = self.config.source
         self.notifier.reloading()
         try:
             config = load_config(source)
-        except ConfigError as exc:
-            log.error("reload refused, keeping the running config:\n%s", exc)
-        else:
             log.info("reloading config from %s", source)
             self.reload(config)
+        except (ConfigError, InstanceLockError) as exc:
+            log.error("reload refused, keeping the running config:\n%s", exc)
         self.notifier.ready()
 
 

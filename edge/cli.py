@@ -2,7 +2,9 @@
 
 Exit statuses follow sysexits(3) so scripts can tell problems apart:
 0 ok, 64 usage, 65 bad data, 69 a service (broker) unavailable, 70 internal
-error, 74 I/O error, 78 bad configuration, 130 interrupted.
+error (for ``linli run`` also: a worker thread died), 73 a file in the way of
+the outbox's lock, 74 I/O error, 75 another agent already runs on this outbox,
+78 bad configuration, 130 interrupted.
 """
 
 from __future__ import annotations

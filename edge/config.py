@@ -36,6 +36,7 @@ from drivers.registry import BUS_KINDS, bus_class, driver_class, driver_names
 from edge.errors import ConfigError
 from edge.i18n import _
 from edge.rules import AWAY_ALARM, KINDS, SEVERITIES, RuleConfig, parse_window
+from edge.toml_shape import MAX_BYTES, ShapeError, check_shape
 
 DEFAULT_PATH = "/etc/linli/edge.toml"
 
@@ -140,7 +141,7 @@ def load_config(path: str | os.PathLike = DEFAULT_PATH) -> Config:
     source = os.path.abspath(os.fspath(path))
     try:
         with open(source, "rb") as file:
-            data = file.read()
+            data = file.read(MAX_BYTES + 1)   # a config is small: never read a huge file whole (or /dev/zero)
     except FileNotFoundError:
         problem = _('no such file "{path}"').format(path=source)
     except IsADirectoryError:
@@ -155,12 +156,19 @@ def load_config(path: str | os.PathLike = DEFAULT_PATH) -> Config:
 
 
 def _parse(data: bytes, source: str) -> dict[str, Any]:
+    if len(data) > MAX_BYTES:
+        raise ConfigError([_("larger than {limit} bytes; a gateway's config is a few kilobytes").format(
+            limit=MAX_BYTES)], source)
     try:
         # "utf-8-sig": a byte-order mark left by a Windows editor is not worth refusing a config for.
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError([_("not UTF-8 text: the byte at offset {offset} is invalid").format(offset=exc.start)],
                           source) from None
+    try:
+        check_shape(text)  # before tomllib: its recursion and its dotted keys' memory are not bounded
+    except ShapeError as exc:
+        raise ConfigError([str(exc)], source) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -1026,6 +1034,7 @@ def _type_names() -> dict[str, str]:
     return {
         "an integer": _("an integer"),
         "a number": _("a number"),
+        "a finite number": _("a finite number"),
         "a string": _("a string"),
         "true or false": _("true or false"),
         'a duration like "30s" or "5m"': _('a duration like "30s" or "5m"'),

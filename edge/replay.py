@@ -90,14 +90,11 @@ def read_trace(lines: Iterable[str], name: str = "trace") -> Iterator[dict[str, 
 
     Errors name ``name`` and the line: ``trace.csv line 7: …``.
     """
-    source = _CommentCounter(lines)
-    reader = csv.reader(source)
-    columns = _header(reader, name)
+    rows = _rows(lines, name)
+    columns = _header(rows, name)
     previous_ts: int | None = None
     previous_line = 0
-    for row in reader:
-        # csv counts the lines it was given; count the comment lines dropped before it back in.
-        line = reader.line_num + source.skipped
+    for line, row in rows:
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         where = _("{name} line {line}").format(name=name, line=line)
@@ -114,9 +111,25 @@ def read_trace(lines: Iterable[str], name: str = "trace") -> Iterator[dict[str, 
         yield record
 
 
-def _header(reader: Any, name: str) -> list[str]:
+def _rows(lines: Iterable[str], name: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line, fields)`` of each CSV row; a row the csv module refuses (a field over its limit) is a TraceError."""
+    source = _CommentCounter(lines)
+    reader = csv.reader(source)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise TraceError(_("{name} line {line}: not readable as CSV ({reason})").format(
+                name=name, line=reader.line_num + source.skipped, reason=exc)) from None
+        # csv counts the lines it was given; count the comment lines dropped before it back in.
+        yield reader.line_num + source.skipped, row
+
+
+def _header(rows: Iterator[tuple[int, list[str]]], name: str) -> list[str]:
     try:
-        header = next(reader)
+        _line, header = next(rows)
     except StopIteration:
         raise TraceError(_("{name} is empty; expected a header line \"ts,sensor,quantity,value\"").format(
             name=name)) from None

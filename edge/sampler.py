@@ -59,6 +59,7 @@ class BusWorker(threading.Thread):
         self.heartbeat = time.monotonic()
         self.bus_open = threading.Event()
         self.bus_error: str | None = None
+        self.error: BaseException | None = None
         self._stop_event = threading.Event()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -70,10 +71,12 @@ class BusWorker(threading.Thread):
     def run(self) -> None:
         try:
             self._open_bus_until_it_works()
-            if self._stop_event.is_set():
-                return
-            self._poll()
-            self._last_reads()
+            if not self._stop_event.is_set():
+                self._poll()
+                self._last_reads()
+        except BaseException as exc:  # what a driver raises beyond Exception; the agent's supervision ends the process
+            self.error = exc
+            log.exception("bus %s thread failed", self.bus.name)
         finally:
             self._close_all()
 

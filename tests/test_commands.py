@@ -3,19 +3,83 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
-from edge.commands import REMEMBERED, CommandError, Commands
+from edge import schemas
+from edge.commands import MAX_NAME, MAX_REQUEST, REMEMBERED, CommandError, Commands
+
+REPLY_SCHEMA = Draft202012Validator(schemas.load("command_reply"))
 
 
 def request(name="ping", rid="r1", **extra):
     return json.dumps({"v": 1, "gateway": "gw-1", "id": rid, "name": name, **extra}).encode()
 
 
-def test_unanswerable_requests_are_ignored():
-    cmds = Commands("gw-1", {"ping": lambda a: 1})
-    assert cmds.handle("ping", b"{not json") is None
-    assert cmds.handle("ping", b'{"v": 1, "name": "ping"}') is None
-    assert cmds.handle("ping", b"[1, 2]") is None
+@pytest.mark.parametrize("payload, error", [
+    (b"{not json", "the request is not JSON (Expecting property name"),
+    (b'{"v": 1, "name": "ping"}', "the request must be an object with an id of 1 to 128 characters"),
+    (request(rid=""), "the request must be an object with an id of 1 to 128 characters"),
+    (request(rid="r" * 129), "the request must be an object with an id of 1 to 128 characters"),
+    (b'{"v": 1, "id": 7, "name": "ping"}', "the request must be an object with an id"),
+    (b"[1, 2]", "the request must be a JSON object with an id"),
+    (b'"ping"', "the request must be a JSON object with an id"),
+    (b"\xff\xfe{}", "the request is not UTF-8 text (byte 0 is invalid)"),
+    (b"[" * 100_000 + b"]" * 100_000, f"the request is 200000 bytes; at most {MAX_REQUEST} are read"),
+    (b"[" * 30_000 + b"]" * 30_000, "the request is nested too deeply to be read"),
+    (b'{"id": "r1", "args": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "the request is nested too deeply"),
+])
+def test_an_unreadable_request_is_answered_with_id_null_and_why(payload, error):
+    runs = []
+    cmds = Commands("gw-1", {"ping": lambda a: runs.append(a)})
+    reply = cmds.handle("ping", payload)
+    assert reply["id"] is None and reply["ok"] is False and reply["error"].startswith(error)
+    assert (reply["gateway"], reply["name"]) == ("gw-1", "ping") and runs == []
+    assert list(REPLY_SCHEMA.iter_errors(reply)) == []
+
+
+def test_an_integer_longer_than_pythons_int_parser_takes_is_still_json():
+    cmds = Commands("gw-1", {"ping": lambda a: type(a["n"]).__name__})
+    digits = "9" * 5_000
+    reply = cmds.handle("ping", request(args={"n": 0}).replace(b'"n": 0', f'"n": {digits}'.encode()))
+    assert (reply["id"], reply["ok"]) == ("r1", True)
+    assert reply["result"] == "Decimal", "no handler mistakes it for an int it could compute with"
+
+
+def test_a_repeated_id_on_another_command_runs_that_command():
+    runs = []
+    cmds = Commands("gw-1", {"ping": lambda a: runs.append("ping") or "pong",
+                             "health": lambda a: runs.append("health") or {"ok": 1}})
+    assert cmds.handle("ping", request("ping", rid="same"))["result"] == "pong"
+    health = cmds.handle("health", request("health", rid="same"))
+    assert (health["name"], health["result"]) == ("health", {"ok": 1}) and runs == ["ping", "health"]
+    assert cmds.handle("ping", request("ping", rid="same"))["result"] == "pong" and len(runs) == 2
+
+
+def test_a_result_that_cannot_be_sent_as_json_is_an_error_reply():
+    cmds = Commands("gw-1", {"ping": lambda a: {"when": object()}})
+    reply = cmds.handle("ping", request())
+    assert reply["ok"] is False and reply["error"].startswith("internal error")
+    json.dumps(reply)
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=300),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                 lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                 max_leaves=20).map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries({"v": st.just(1), "gateway": st.just("gw-1"), "id": st.text(max_size=140),
+                           "name": st.sampled_from(["ping", "crash"]),
+                           "args": st.dictionaries(st.text(max_size=5), st.integers(), max_size=3)}).map(
+        lambda v: json.dumps(v).encode()),
+))
+def test_any_bytes_get_a_reply_that_matches_the_schema(payload):
+    cmds = Commands("gw-1", {"ping": lambda a: 1, "crash": lambda a: 1 / 0})
+    reply = cmds.handle("ping", payload)
+    assert list(REPLY_SCHEMA.iter_errors(reply)) == [], reply
+    json.dumps(reply, allow_nan=False)
 
 
 @pytest.mark.parametrize("payload, error", [
@@ -57,3 +121,11 @@ def test_memory_of_answered_ids_is_bounded():
         cmds.handle("ping", request(rid=f"r{i}"))
     cmds.handle("ping", request(rid="r0"))     # forgotten: the oldest id runs again
     assert len(runs) == REMEMBERED + 2
+
+
+def test_a_command_name_too_long_to_reply_under_is_dropped():
+    runs = []
+    cmds = Commands("gw-1", {"n" * (MAX_NAME + 1): lambda a: runs.append(a)})
+    assert cmds.handle("n" * (MAX_NAME + 1), request(name="n" * (MAX_NAME + 1))) is None
+    assert runs == []
+    assert cmds.handle("ü" * (MAX_NAME // 2), b"{}")["id"] is None, "128 bytes is still answered"

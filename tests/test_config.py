@@ -157,6 +157,12 @@ CASES = [
      ['mqtt.health_interval: must be at least 1s, got "500ms"']),
     # [buffer]
     ("buffer size zero", GATEWAY + "[buffer]\nmax_mb = 0\n", ["buffer.max_mb: must be at least 1, got 0"]),
+    ("buffer size nan", GATEWAY + "[buffer]\nmax_mb = nan\n", ["buffer.max_mb: expected a finite number, got nan"]),
+    ("buffer size inf", GATEWAY + "[buffer]\nmax_mb = +inf\n", ["buffer.max_mb: expected a finite number, got inf"]),
+    ("buffer size beyond a float", GATEWAY + f"[buffer]\nmax_mb = {10**400}\n",
+     [f"buffer.max_mb: expected a finite number, got {10**400}"]),
+    ("buffer commit interval infinite", GATEWAY + f'[buffer]\ncommit_interval = "{10**400}s"\n',
+     [f'buffer.commit_interval: expected a duration like "30s" or "5m", got "{10**400}s"']),
     ("buffer commit interval long", GATEWAY + '[buffer]\ncommit_interval = "11m"\n',
      ['buffer.commit_interval: must be at most 600s, got "11m"']),
     ("buffer commit interval short", GATEWAY + '[buffer]\ncommit_interval = "5ms"\n',

@@ -98,3 +98,14 @@ def test_severity_and_missing_common_keys():
     assert problems({"sensor": "meter", "kind": "stale", "after": "1h", "severity": "urgent"}) == [
         "rule[0].id: is required", "rule[0].quantity: is required",
         'rule[0].severity: expected one of "info", "warning", "critical", got "urgent"']
+
+
+@pytest.mark.parametrize("keys, key", [
+    ({"kind": "threshold", "above": float("nan")}, "above"),
+    ({"kind": "threshold", "below": float("-inf")}, "below"),
+    ({"kind": "daily_total", "above": float("inf")}, "above"),
+    ({"kind": "inactivity", "min_increase": float("nan"), "window": "1h"}, "min_increase"),
+])
+def test_no_rule_limit_may_be_nan_or_infinite(keys, key):
+    [problem] = problems(meter(**keys))
+    assert problem.startswith(f"rule[0].{key}: expected a finite number, got ")

@@ -193,7 +193,7 @@ def test_a_valid_map_becomes_points():
         ([{**FLOW, "type": "int16", "word_order": "big"}],
          [("registers[0].word_order", "only applies to 32-bit types, not to int16: remove it")]),
         ([{**FLOW, "scale": 0}], [("registers[0].scale", "must not be 0 (every reading would be the offset)")]),
-        ([{**FLOW, "offset": float("inf")}], [("registers[0].offset", "must be a finite number, got inf")]),
+        ([{**FLOW, "offset": float("inf")}], [("registers[0].offset", "expected a finite number, got inf")]),
         ([{**FLOW, "decimals": 7}], [("registers[0].decimals", "must be at most 6, got 7")]),
         ([{**FLOW, "decimals": 2, "decimals_register": 3}],
          [("registers[0].decimals", 'conflicts with "decimals_register": give a fixed value or a register, not both')]),

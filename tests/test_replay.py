@@ -200,6 +200,22 @@ def test_a_trace_out_of_order_exits_65_naming_the_line_and_prints_no_alarm(tmp_p
     assert proc.stdout == "", "an alarm list from half a trace would mislead"
 
 
+def test_a_field_over_the_csv_limit_exits_65_naming_its_line(tmp_path):
+    config = gateway_config(tmp_path, STALE_RULE)
+    trace = tmp_path / "trace.csv"
+    trace.write_text(HEADER + "# a comment, counted as a line\n"
+                     + "1767571200000,flat-302-water,volume," + "7" * 200_000 + "\n")
+    proc = run("replay", "--config", str(config), str(trace))
+    assert proc.returncode == 65, proc.stderr
+    assert "trace.csv line 3: not readable as CSV (field larger than field limit" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_a_header_over_the_csv_limit_exits_65():
+    with pytest.raises(TraceError, match=r"^t.csv line 1: not readable as CSV"):
+        list(read_trace(io.StringIO("ts," + "x" * 200_000 + "\n"), name="t.csv"))
+
+
 def test_a_trace_that_is_not_utf8_exits_65(tmp_path):
     config = gateway_config(tmp_path, STALE_RULE)
     trace = tmp_path / "trace.csv"

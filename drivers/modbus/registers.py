@@ -176,14 +176,8 @@ def _not_empty(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
 
 
-def _finite(value: float) -> str | None:
-    return None if math.isfinite(value) else f"must be a finite number, got {value}"
-
-
 def _scale(value: float) -> str | None:
-    if value == 0:
-        return "must not be 0 (every reading would be the offset)"
-    return _finite(value)
+    return "must not be 0 (every reading would be the offset)" if value == 0 else None
 
 
 POINT_OPTIONS: dict[str, Option] = {
@@ -195,9 +189,8 @@ POINT_OPTIONS: dict[str, Option] = {
     "word_order": Option("str", choices=WORD_ORDERS,
                          help="32-bit types: big (high word first, default) or little (low word first)"),
     "scale": Option("float", default=1.0, check=_scale, help="value = raw × scale + offset, after decimals; not 0"),
-    "offset": Option("float", default=0.0, check=_finite, help="added after scaling"),
-    "decimals": Option("int", min=0, max=MAX_DECIMALS,
-                       help="fixed decimal places of the raw value, instead of decimals_register"),
+    "offset": Option("float", default=0.0, help="added after scaling"),
+    "decimals": Option("int", min=0, max=MAX_DECIMALS, help="fixed decimal places of the raw value, instead of decimals_register"),
     "decimals_register": Option("int", min=0, max=0xFFFF,
                                 help="register (same table) where the device says its decimal places"),
 }
