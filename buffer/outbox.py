@@ -331,8 +331,12 @@ class Outbox:
                     break  # only alarms and status rows (and what this commit adds) left: exceed the bound
                 drops.append(gone)
             dropped_total = self._dropped_total + sum(count for _, count, _ in drops)
-            unsaved_from = self._lowest_held_after({seq for seq, _ in records})
-            self._save_meta(unsaved_from, dropped_total)
+            unsaved_from = self._unsaved_written
+            if self._reserved_to != seqs_before[1] or drops:
+                # Meta only when it must change: one page less for every spill (decision 0005). The
+                # restart's dropped record subtracts what is stored, so an older unsaved_from only widens it.
+                unsaved_from = self._lowest_held_after({seq for seq, _ in records})
+                self._save_meta(unsaved_from, dropped_total)
             conn.execute("COMMIT")
         except BaseException:
             # Seqs taken inside the transaction (dropped records) were never stored: hand them out again.

@@ -16,6 +16,23 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+# Every command line of the installer's documentation (deploy/README.md, README.md), exactly as written
+# there; tests/test_install.py runs each one and checks the documents against these.
+INSTALL_COMMAND_LINES = {
+    "preview": "sudo deploy/install.sh --dry-run",
+    "install": "sudo deploy/install.sh",
+    "build wheel": "pip wheel --no-deps -w dist .",
+    "install wheel": "sudo deploy/install.sh dist/linli_edge-0.1.0-py3-none-any.whl",
+    "build wheelhouse": "pip wheel -w wheelhouse .",
+    "install offline": "sudo deploy/install.sh --wheelhouse wheelhouse",
+    "journal in RAM": "sudo deploy/install.sh --journal ram",
+    "journal as shipped": "sudo deploy/install.sh --journal distro",
+    "fstab untouched": "sudo deploy/install.sh --fstab keep",
+    "commit interval": "sudo deploy/install.sh --commit 60",
+    "overlay on": "sudo deploy/install.sh --overlay-root on --journal ram",
+    "overlay off": "sudo deploy/install.sh --overlay-root off",
+}
+
 ROOT = Path(__file__).resolve().parent.parent
 # What a copy of the tree needs to install from: the package sources, its metadata, deploy/ and systemd/.
 TREE_PARTS = ("setup.cfg", "pyproject.toml", "README.md", "edge", "drivers", "buffer", "deploy", "systemd")

@@ -20,26 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.agent_helpers import config_text
-from tests.install_helpers import (CMDLINE, DATA_FSTAB, FSTAB, ROOT, Mounts, argv, clone, copy_tree, dpkg_status,
-                                   group_entry, key_values, make_root, sh, snapshot)
+from tests.install_helpers import (CMDLINE, DATA_FSTAB, FSTAB, INSTALL_COMMAND_LINES, ROOT, Mounts, argv, clone,
+                                   copy_tree, dpkg_status, group_entry, key_values, make_root, sh, snapshot)
 from tests.offline_index import build_index, pip_env
 
-# Every command line of the installer's documentation (deploy/README.md, README.md), exactly as written
-# there; the tests below run each one. The docs test checks the documents against these.
-INSTALL_COMMAND_LINES = {
-    "preview": "sudo deploy/install.sh --dry-run",
-    "install": "sudo deploy/install.sh",
-    "build wheel": "pip wheel --no-deps -w dist .",
-    "install wheel": "sudo deploy/install.sh dist/linli_edge-0.1.0-py3-none-any.whl",
-    "build wheelhouse": "pip wheel -w wheelhouse .",
-    "install offline": "sudo deploy/install.sh --wheelhouse wheelhouse",
-    "journal in RAM": "sudo deploy/install.sh --journal ram",
-    "journal as shipped": "sudo deploy/install.sh --journal distro",
-    "fstab untouched": "sudo deploy/install.sh --fstab keep",
-    "commit interval": "sudo deploy/install.sh --commit 60",
-    "overlay on": "sudo deploy/install.sh --overlay-root on --journal ram",
-    "overlay off": "sudo deploy/install.sh --overlay-root off",
-}
 DOCUMENTS = (ROOT / "deploy/README.md", ROOT / "README.md")
 UNIT = ROOT / "systemd/linli-edge.service"
 

@@ -44,6 +44,7 @@ from edge.simulate.line import SimulatedLine
 from edge.simulate.mbus_meter import MbusWaterMeter
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from tests.agent_helpers import BASE
+from tests.install_helpers import INSTALL_COMMAND_LINES
 from tests.live_agent import agent_process, write_agent_config
 from tests.shipped_commands import ROOT, VENV_BIN, Command, Workspace, shipped_commands, shipped_files
 
@@ -192,12 +193,6 @@ def run_replay(command: Command, ws: Workspace, request) -> None:
     assert ("pump-pressure/low", "raised") in states, out
 
 
-@runs(r"sudo deploy/install\.sh --dry-run")
-def run_install_dry_run(command: Command, ws: Workspace, request) -> None:
-    out = ws.run(command.text, cwd=ROOT).stdout
-    assert out.rstrip().endswith("dry run finished; nothing was changed"), out
-
-
 @runs(r"pki/(make-ca|make-server-cert|make-gateway-cert|revoke-cert)\.sh --pki \S+ .+")
 def run_pki(command: Command, ws: Workspace, request) -> None:
     """The PKI lines build on each other: the block up to this line runs, in order."""
@@ -287,12 +282,10 @@ def run_catalogue_update(command: Command, ws: Workspace, request) -> None:
 # --- delegations: lines another test covers, and why they are not run here -----------------------------------------
 SYSTEMD_TEST = "tests/test_systemd_container.py::test_the_unit_and_the_docs_systemctl_lines_run_under_systemd"
 DELEGATED: dict[str, tuple[str, str]] = {
-    r"sudo deploy/install\.sh": (
-        "tests/test_deploy.py::test_install_dry_run_plans_every_step_and_changes_nothing",
-        "installs into /opt, /etc and systemd of the machine itself"),
-    r"sudo deploy/install\.sh \S+\.whl": (
-        "tests/test_deploy.py::test_install_dry_run_takes_a_wheel",
-        "installs a wheel into /opt, /etc and systemd of the machine itself"),
+    **{re.escape(line): ("tests/test_install.py::test_every_documented_install_line_is_one_the_tests_run",
+                         "run as written into a temporary root (--root added) by tests/test_install.py, "
+                         "whose INSTALL_COMMAND_LINES lists it")
+       for line in INSTALL_COMMAND_LINES.values()},
     r"sudoedit /etc/linli/edge\.toml": (
         "tests/test_shipped_commands.py::test_sample_config_passes_config_check",
         "a person edits the file; what it holds after the installer, the example, is checked there"),

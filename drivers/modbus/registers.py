@@ -190,7 +190,8 @@ POINT_OPTIONS: dict[str, Option] = {
                          help="32-bit types: big (high word first, default) or little (low word first)"),
     "scale": Option("float", default=1.0, check=_scale, help="value = raw × scale + offset, after decimals; not 0"),
     "offset": Option("float", default=0.0, help="added after scaling"),
-    "decimals": Option("int", min=0, max=MAX_DECIMALS, help="fixed decimal places of the raw value, instead of decimals_register"),
+    "decimals": Option("int", min=0, max=MAX_DECIMALS,
+                       help="fixed decimal places of the raw value, instead of decimals_register"),
     "decimals_register": Option("int", min=0, max=0xFFFF,
                                 help="register (same table) where the device says its decimal places"),
 }

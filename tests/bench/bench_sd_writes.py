@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=4.0, help="length of each phase")
     parser.add_argument("--sensors", type=int, default=20)
     parser.add_argument("--interval", default="10s")
+    parser.add_argument("--phases", default="up,down,flapping", help="which phases, in order (comma-separated)")
     args = parser.parse_args()
     phase_s = args.minutes * 60
 
@@ -110,7 +111,8 @@ def main() -> None:
               f"{workdir} ({os.statvfs(workdir).f_fsid:x})")
         time.sleep(20)   # start-up (schema, first reservation) is not part of the steady state
         results = []
-        for name, flap in (("link up", None), ("link down", "down"), ("link flapping", 30.0)):
+        phases = {"up": ("link up", None), "down": ("link down", "down"), "flapping": ("link flapping", 30.0)}
+        for name, flap in (phases[p] for p in args.phases.split(",")):
             w0, c0, l0, t0 = write_bytes(proc.pid), cpu_seconds(proc.pid), logs.bytes, time.monotonic()
             n0, j0 = record_json_bytes(sub)
             made0 = made_so_far(proc, workdir)
