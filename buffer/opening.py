@@ -1,6 +1,9 @@
 """Opening the outbox file: what was found there, and where seqs go on so that none is ever reused.
 
-* A damaged file is moved aside (:func:`store.move_aside`) and a fresh one started
+* Anything that is not recognisably an outbox (another program's file, a
+  directory, a text file a typo pointed at) is refused and left untouched
+  (:class:`ForeignFile`).
+* A damaged outbox is moved aside (:func:`store.move_aside`) and a fresh one started
   above any seq it may have given: what can be salvaged from it, else the clock in
   milliseconds, which is far ahead of any count of records a gateway has made.
   An alarm says so.
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import stat
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,16 +46,25 @@ class Opened:
     announcements: list[tuple[dict[str, Any], int]] = field(default_factory=list)   # (record, priority)
 
 
+class ForeignFile(OutboxError):
+    """Something that is not an outbox stands where the outbox should be: it is refused, never touched."""
+
+
 def open_outbox(path: Path, *, max_bytes: int, now_ms: int, max_page_count: int | None) -> Opened:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutboxError(f"cannot create the outbox directory {path.parent}: {exc.strerror}") from None
+    # The clock in ms, or the file's own time if the clock is behind it (no RTC, not yet synced) — read
+    # before any check opens the file (an SQLite reader may create its -wal and -shm companions).
+    from_clock = max(now_ms, store.last_modified_ms(path))
+    found = foreign(path)
+    if found:
+        raise ForeignFile(f"{path} is {found}, not an outbox; the agent leaves it untouched "
+                          f"(point [buffer] path elsewhere)")
     problem = store.integrity_problem(path)
     moved_to = None
     existed = path.exists()
-    # The clock in ms, or the file's own time if the clock is behind it (no RTC, not yet synced).
-    from_clock = max(now_ms, store.last_modified_ms(path))
     first_seq = from_clock if existed else 1   # an existing file that holds no outbox goes on from the clock
     if problem is not None:
         salvaged = store.salvage_next_seq(path)
@@ -81,6 +95,56 @@ def open_outbox(path: Path, *, max_bytes: int, now_ms: int, max_page_count: int 
         conn.close()
         raise
     return opened
+
+
+def foreign(path: Path) -> str | None:
+    """What stands at ``path`` if it is not an outbox the agent may open (or move aside when damaged).
+
+    Only the first 100 bytes are read. Empty files and SQLite files whose application id is
+    the outbox's, or not yet set (a schema that never committed), are the outbox's business.
+    """
+    try:
+        info = path.lstat()
+    except OSError:
+        return None     # nothing there, or nothing that can be looked at: opening it will say why
+    if stat.S_ISDIR(info.st_mode):
+        return "a directory"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_size == 0:
+        return None
+    try:
+        with open(path, "rb") as file:
+            header = file.read(100)
+    except OSError:
+        return None     # unreadable: opening it will say why
+    if not header.startswith(store.SQLITE_MAGIC):
+        return "a file that is not an SQLite database"
+    app_id = int.from_bytes(header[68:72], "big") if len(header) >= 72 else 0
+    if app_id not in (0, store.APPLICATION_ID):
+        return f"an SQLite database of another program (application_id {app_id:#x})"
+    return _unclaimed_database(path) if app_id == 0 else None
+
+
+def _unclaimed_database(path: Path) -> str | None:
+    """An SQLite file without an application id is ours only while it holds no table (a schema never committed).
+
+    Looked at as an immutable file: nothing is created beside it, not even a -shm.
+    """
+    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro&immutable=1"
+    conn = None
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        sound = conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+    except sqlite3.Error:
+        return "a damaged SQLite database that does not say it is an outbox"
+    finally:
+        if conn is not None:
+            conn.close()
+    if tables:
+        return "an SQLite database of another program (it has tables, and no outbox application_id)"
+    return None if sound else "a damaged SQLite database that does not say it is an outbox"
 
 
 def _check_meta(conn: sqlite3.Connection, opened: Opened, from_clock: int, now_ms: int) -> None:

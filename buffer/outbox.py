@@ -39,10 +39,8 @@ import json
 import logging
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -51,6 +49,7 @@ from buffer import chunks, opening, store
 from buffer.chunks import ChunkIndex
 from buffer.errors import OutboxError, OutboxRecordError
 from buffer.hot import HotRecords, PendingRecord
+from buffer.reader import DiskReader
 
 __all__ = ["Outbox", "OutboxError", "OutboxRecordError", "Priority", "Row"]
 
@@ -68,7 +67,14 @@ ACK_DELAY = 10.0
 DELETE_BATCH = 256
 #: While the disk refuses a spill, it is retried this often (seconds).
 RETRY_INTERVAL = 1.0
+#: While the file cannot be used, it is tried again this often (seconds).
+REOPEN_INTERVAL = 30.0
 CORRUPT_ALARM = opening.CORRUPT_ALARM
+UNAVAILABLE_ALARM = "gateway/outbox-unavailable"
+
+
+class _NoFile(OSError):
+    """A write while the outbox file cannot be used (the outbox runs in memory)."""
 
 
 class Priority(enum.IntEnum):
@@ -115,7 +121,7 @@ class Outbox:
                  commit_interval: float = 30.0, commit_max_records: int = 2000,
                  clock: Callable[[], float] = time.monotonic, wall_ms: Callable[[], int] = _now_ms,
                  max_pending: int = 20_000, state_interval: float = STATE_INTERVAL, seq_block: int = SEQ_BLOCK,
-                 _max_page_count: int | None = None):
+                 memory_fallback: bool = False, _max_page_count: int | None = None):
         if max_bytes < MIN_MAX_BYTES:
             raise ValueError(f"max_bytes must be at least {MIN_MAX_BYTES}, got {max_bytes}")
         if commit_interval < 0 or commit_max_records < 1 or max_pending < 1 or seq_block < 1:
@@ -140,27 +146,97 @@ class Outbox:
         self._state_written_at = self._state_offered_at = clock()
         self._retry_at = 0.0                    # while the disk refuses: no spill before this
         self._closed = False
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
-        opened = opening.open_outbox(self.path, max_bytes=max_bytes, now_ms=wall_ms(),
-                                     max_page_count=_max_page_count)
+        self._disk = DiskReader(self.path)
+        self.unavailable: str | None = None     # why the file cannot be used; records then live in memory
+        self._reopen_at = 0.0
+        self._max_page_count = _max_page_count
+        self._dropped_total = 0
+        try:
+            opened = self._open_file()
+        except opening.ForeignFile:
+            raise
+        except OutboxError as exc:
+            if not memory_fallback:
+                raise
+            self._start_in_memory(str(exc))
+        else:
+            self._next_seq = self._reserved_to = opened.next_seq
+            self._adopt(opened)
+
+    # --- the file, or memory when there is none ---------------------------------------------------------
+    def _open_file(self) -> opening.Opened:
+        return opening.open_outbox(self.path, max_bytes=self.max_bytes, now_ms=self._wall_ms(),
+                                   max_page_count=self._max_page_count)
+
+    def _adopt(self, opened: opening.Opened) -> None:
+        """Take an opened file as the outbox's storage, and store what opening found first."""
         self._conn = opened.conn
         self.recovered_from_corruption = opened.moved_to
-        self._next_seq = self._reserved_to = opened.next_seq
         self._unsaved_written = opened.next_seq
-        self._dropped_total = opened.dropped_total
+        self._dropped_total = max(self._dropped_total, opened.dropped_total)
         self._state_written = dict(self._conn.execute("SELECT key, value FROM state"))
         self._chunks = ChunkIndex(self._conn.execute("SELECT first_seq, last_seq, count FROM chunk"),
                                   self._chunk_members)
-        self._disk_top = {int(p): self._conn.execute("SELECT coalesce(max(seq), 0) FROM outbox WHERE priority = ?",
-                                                     (int(p),)).fetchone()[0] for p in Priority}
-        self._disk_top[Priority.TELEMETRY] = max(self._disk_top[Priority.TELEMETRY], self._chunks.top())
+        tops = {int(p): self._conn.execute("SELECT coalesce(max(seq), 0) FROM outbox WHERE priority = ?",
+                                           (int(p),)).fetchone()[0] for p in Priority}
+        tops[Priority.TELEMETRY] = max(tops[Priority.TELEMETRY], self._chunks.top())
+        self._disk_top = tops
         # What opening found (corruption, a restart's gap) is stored and sent first.
         for record, priority in opened.announcements:
             self.add(record, priority)
         if opened.announcements:
             self.commit()
+
+    def _start_in_memory(self, reason: str) -> None:
+        """The file cannot be used: records get seqs from the clock and live in memory, sent from there.
+
+        The clock in milliseconds is above any seq the file can hold (decision 0005), so no seq is
+        reused; the jump is explained by the ``gateway/outbox-unavailable`` alarm. The file is tried
+        again every ``REOPEN_INTERVAL``.
+        """
+        self._conn = None
+        self.unavailable = reason
+        first = max(self._wall_ms(), store.last_modified_ms(self.path) + 1)
+        self._next_seq, self._reserved_to = first, first + 2**62     # nothing to reserve without a file
+        self._unsaved_written, self._dropped_total = first, 0
+        self._state_written, self._disk_top = {}, {int(p): 0 for p in Priority}
+        self._chunks = ChunkIndex([], self._chunk_members)
+        self._reopen_at = self._clock() + REOPEN_INTERVAL
+        log.critical("the outbox %s cannot be used (%s): records wait in memory and are sent from there; "
+                     "trying the file again every %g s", self.path, reason, REOPEN_INTERVAL)
+        self._announce_file_state("raised", f"the outbox {self.path} cannot be used ({reason}); records are "
+                                            f"kept in memory and sent from there, numbered from {first} on; "
+                                            "a power cut loses them")
+
+    def _try_reopen(self) -> None:
+        """In memory: is the file usable again? Then it takes over, above every seq memory used."""
+        if self._clock() < self._reopen_at:
+            return
+        self._reopen_at = self._clock() + REOPEN_INTERVAL
+        try:
+            opened = self._open_file()
+        except OutboxError as exc:
+            if str(exc) != self.unavailable:
+                log.error("the outbox %s still cannot be used: %s", self.path, exc)
+            return
+        if opened.next_seq > self._next_seq:
+            # A clock far behind the file's own seqs: go on above them (records already numbered keep theirs).
+            log.critical("the outbox %s numbers up to %d, above the %d memory used; going on above it",
+                         self.path, opened.next_seq, self._next_seq)
+            self._next_seq = opened.next_seq
+        self.unavailable = None
+        self._reserved_to = self._next_seq        # reserve at once, above everything memory numbered
+        self._adopt(opened)
+        log.warning("the outbox %s can be used again; %d records held in memory are written",
+                    self.path, len(self._hot))
+        self._announce_file_state("cleared", f"the outbox {self.path} can be used again")
+
+    def _announce_file_state(self, state: str, message: str) -> None:
+        try:
+            self.add({"kind": "alarm", "alarm": UNAVAILABLE_ALARM, "state": state, "severity": "critical",
+                      "value": None, "limit": None, "ts": self._wall_ms(), "message": message}, Priority.ALARM)
+        except OutboxError:
+            pass   # not stored: it waits in memory and is sent from there, which is all that can be done
 
     # --- writer side: records ---------------------------------------------------------------------
     def add(self, record: dict, priority: Priority) -> int:
@@ -257,6 +333,8 @@ class Outbox:
         database failure raises :class:`OutboxError` and keeps everything in memory.
         """
         self._check_open()
+        if self._conn is None:
+            self._try_reopen()
         held = self._hot.all()
         if not (held or self._row_acks or self._chunk_acks or self._state):
             return []
@@ -293,7 +371,7 @@ class Outbox:
 
     def _fail(self, exc: BaseException, what: str) -> None:
         """Roll back after a failed write; re-raise as OutboxError unless the disk is full."""
-        if self._conn.in_transaction:
+        if self._conn is not None and self._conn.in_transaction:
             try:
                 self._conn.execute("ROLLBACK")
             except sqlite3.Error:
@@ -307,6 +385,8 @@ class Outbox:
     def _write(self, records: list[tuple[int, PendingRecord]]) -> list[int]:
         """One transaction: deletions, ``records``, changed state, the size bound, meta. Returns the seqs written."""
         conn = self._conn
+        if conn is None:
+            raise _NoFile(self.unavailable)
         telemetry = [(seq, r) for seq, r in records if r.priority == Priority.TELEMETRY]
         rows = [(seq, r) for seq, r in records if r.priority != Priority.TELEMETRY]
         seqs_before = (self._next_seq, self._reserved_to)
@@ -454,8 +534,8 @@ class Outbox:
         unsaved_from = min((seq for seq, _ in self._hot.all()), default=self._next_seq)
         previous = self._reserved_to
         self._reserved_to = reserved_to
-        if in_transaction:
-            return   # the caller's transaction writes meta with the new boundary
+        if in_transaction or self._conn is None:
+            return   # the caller's transaction writes meta with the new boundary (or there is no file)
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             self._save_meta(unsaved_from, self._dropped_total)
@@ -533,74 +613,31 @@ class Outbox:
             cursor = after.get(priority, 0)
             found = {seq: json.loads(r.body) for seq, r in self._hot.after(priority, cursor, want)}
             if self._disk_top[priority] > cursor:
-                found.update(self._read_disk(priority, cursor, want))
+                found.update(self._disk.records(int(priority), cursor, want))
             rows += [Row(seq, priority, found[seq]) for seq in sorted(found)[:want]]
         return rows
 
-    def _read_disk(self, priority: Priority, cursor: int, want: int) -> Iterator[tuple[int, dict]]:
-        with self._snapshot() as conn:
-            if priority != Priority.TELEMETRY:
-                return [(seq, json.loads(body)) for seq, body in conn.execute(
-                    "SELECT seq, body FROM outbox WHERE priority = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    (int(priority), cursor, want))]
-            found: list[tuple[int, dict]] = []
-            for (data,) in conn.execute("SELECT data FROM chunk WHERE last_seq > ? ORDER BY first_seq", (cursor,)):
-                found += [(seq, body) for seq, body in chunks.decode(data) if seq > cursor]
-                if len(found) >= want:
-                    break
-            return found[:want]
-
     def get_state(self, key: str, default: Any = None) -> Any:
-        """The committed value stored under ``key``, or ``default``."""
-        with self._snapshot() as conn:
-            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        """The committed value stored under ``key``, or ``default`` (also while the file is unavailable)."""
+        self._check_open()
+        if self.unavailable is not None:
+            return default
+        value = self._disk.state(key)
+        return default if value is None else value
 
     def stats(self) -> dict[str, Any]:
         """Depth, size and loss figures for health reports (on disk and ``pending`` in memory)."""
+        self._check_open()
+        counts, oldest, used = ({0: 0, 1: 0, 2: 0}, [], 0) if self.unavailable is not None else self._disk.figures()
         held = self._hot.count_by_priority()
-        by_priority = {str(int(p)): held.get(int(p), 0) for p in Priority}
-        with self._snapshot() as conn:
-            for priority, count in conn.execute("SELECT priority, count(*) FROM outbox GROUP BY priority"):
-                by_priority[str(priority)] += count
-            by_priority[str(int(Priority.TELEMETRY))] += conn.execute(
-                "SELECT coalesce(sum(count), 0) FROM chunk").fetchone()[0]
-            firsts = [row[0] for p in (Priority.ALARM, Priority.STATUS) for row in conn.execute(
-                "SELECT ts FROM outbox WHERE priority = ? AND ts IS NOT NULL ORDER BY seq LIMIT 1", (int(p),))]
-            firsts += [row[0] for row in conn.execute(
-                "SELECT ts_from FROM chunk WHERE ts_from IS NOT NULL ORDER BY first_seq LIMIT 1")]
-            used = store.used_bytes(conn)
+        by_priority = {str(int(p)): counts.get(int(p), 0) + held.get(int(p), 0) for p in Priority}
         oldest_held, _ = self._hot.ts_range()
         if oldest_held is not None:
-            firsts.append(oldest_held)
+            oldest.append(oldest_held)
         return {"depth": sum(by_priority.values()), "depth_by_priority": by_priority, "bytes_used": used,
                 "max_bytes": self.max_bytes, "next_seq": self._next_seq, "dropped_total": self._dropped_total,
-                "oldest_ts": min(firsts) if firsts else None, "disk_full": self.disk_full,
-                "pending": len(self._hot)}
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection]:
-        """This thread's reader connection inside one read transaction (one consistent view)."""
-        conn = self._reader()
-        try:
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise OutboxError(f"cannot read the outbox {self.path}: {exc}") from exc
-
-    def _reader(self) -> sqlite3.Connection:
-        self._check_open()
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = store.open_reader(self.path)
-            with self._readers_lock:
-                self._readers.append(conn)
-            self._local.conn = conn
-        return conn
+                "oldest_ts": min(oldest) if oldest else None, "disk_full": self.disk_full,
+                "pending": len(self._hot), "unavailable": self.unavailable}
 
     # --- life cycle -----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -608,19 +645,26 @@ class Outbox:
         if self._closed:
             return
         try:
-            self.commit()
+            self._commit_before_close()
             if len(self._hot):
-                log.error("outbox %s closed with %d records not stored: no space left on the disk; "
-                          "the next start announces their seqs as dropped", self.path, len(self._hot))
-            else:
+                log.error("outbox %s closed with %d records not stored (%s); the next start announces "
+                          "their seqs as dropped", self.path, len(self._hot),
+                          self.unavailable or "no space left on the disk")
+            elif self._conn is not None:
                 self._release_unused_seqs()
         finally:
             self._closed = True
-            with self._readers_lock:
-                for conn in self._readers:
-                    conn.close()
-                self._readers.clear()
-            self._conn.close()
+            self._disk.close()
+            if self._conn is not None:
+                self._conn.close()
+
+    def _commit_before_close(self) -> None:
+        if self._conn is None:
+            self._reopen_at = 0.0       # one last try of the file
+        try:
+            self.commit()
+        except OutboxError as exc:
+            log.error("%s", exc)
 
     def _release_unused_seqs(self) -> None:
         """A clean stop: everything is on disk or acknowledged, so the next start goes on at the next seq."""

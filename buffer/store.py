@@ -20,6 +20,7 @@ from buffer.errors import OutboxError
 
 SCHEMA_VERSION = 2   # 2: telemetry in compressed chunks, seqs reserved in blocks (decision 0005)
 APPLICATION_ID = 0x4C4E4F42  # "LNOB": tells our file apart from any other SQLite database
+SQLITE_MAGIC = b"SQLite format 3\x00"   # the first 16 bytes of every SQLite database file
 
 # Primary result codes (the low byte of an extended code), see sqlite.org/rescode.html.
 SQLITE_CORRUPT = 11

@@ -14,11 +14,13 @@ import datetime
 import logging
 import queue
 import signal
-import zoneinfo
 import threading
 import time
+import zoneinfo
+from pathlib import Path
 from typing import Any, Sequence
 
+from buffer.opening import ForeignFile, foreign
 from buffer.outbox import Outbox
 from drivers.registry import bus_class, driver_class
 from edge import __version__
@@ -82,6 +84,7 @@ class Agent:
         stops the start (:class:`~edge.outputs.OutputError`): a gateway that cannot sound its
         alarm must not look as if it could.
         """
+        _refuse_foreign_outbox(self.config)       # before the lock file is made beside it
         self._lock = OutboxLock(self.config.buffer.path).acquire()
         try:
             self._open_outputs()
@@ -113,9 +116,13 @@ class Agent:
 
     def _open_outbox(self) -> None:
         buf = self.config.buffer
-        self.outbox = Outbox(buf.path, max_bytes=int(buf.max_mb * 2**20),
-                             commit_interval=buf.commit_interval,
-                             commit_max_records=buf.commit_max_records)
+        try:
+            # Without a usable file the outbox keeps records in memory and sends them from there: the
+            # rules, the buzzer and the alarms must not depend on the SD card (decision 0005).
+            self.outbox = Outbox(buf.path, max_bytes=int(buf.max_mb * 2**20), commit_interval=buf.commit_interval,
+                                 commit_max_records=buf.commit_max_records, memory_fallback=True)
+        except ForeignFile as exc:     # put there after the check in start()
+            raise ConfigError([f"buffer.path: {exc}"], source=self.config.source) from None
         if self.outbox.recovered_from_corruption:
             log.critical("the outbox was corrupt and was moved aside to %s; a fresh one was opened",
                          self.outbox.recovered_from_corruption)
@@ -189,12 +196,31 @@ class Agent:
     def reload(self, config: Config) -> None:
         """Apply a new, already validated config: restart buses and uplink; reopen the outbox if it moved.
 
-        An outbox that moved to one another agent holds is refused before anything changes
-        (:class:`~edge.instance_lock.AgentAlreadyRunning`).
+        An outbox path that another agent holds, or where something else than an outbox stands,
+        is refused before anything changes (:class:`~edge.instance_lock.AgentAlreadyRunning`,
+        :class:`~edge.errors.ConfigError`). A reload that fails once it began is undone: the
+        configuration that was running is applied again, so a bad reload never stops the gateway.
         """
         lock = self._lock
         if lock_path(config.buffer.path) != lock_path(self.config.buffer.path):
+            _refuse_foreign_outbox(config)
             lock = OutboxLock(config.buffer.path).acquire()
+        previous = self.config
+        try:
+            self._switch(config)
+        except Exception as exc:
+            log.critical("the reload failed (%s); going back to the configuration that was running", exc,
+                         exc_info=True)
+            self._switch(previous)
+            if lock is not self._lock:
+                lock.release()
+            raise ConfigError([f"the reload failed and was undone: {exc}"], source=config.source) from None
+        if lock is not self._lock:
+            self._lock.release()
+            self._lock = lock
+
+    def _switch(self, config: Config) -> None:
+        """Stop what depends on the configuration and start it again from ``config``."""
         self._supervisor.release()
         if self.control is not None:
             self.control.stop()
@@ -206,12 +232,12 @@ class Agent:
         self.config = config
         if outputs_changed:
             self._reopen_outputs(previous)
-        if config.buffer != old_buffer or config.rules != old_rules or config.gateway != old_gateway:
-            self.core.stop()
-            self.outbox.close()
-            if lock is not self._lock:
-                self._lock.release()
-                self._lock = lock
+        if config.buffer != old_buffer or config.rules != old_rules or config.gateway != old_gateway \
+                or self.core is None or not self.core.is_alive():
+            if self.core is not None:
+                self.core.stop()
+            if self.outbox is not None:
+                self.outbox.close()
             self._open_outbox()
         elif outputs_changed and self.core.rules is not None:
             self._restore_outputs_on_core()
@@ -437,6 +463,14 @@ class _LogFailure:
         ok, value = result
         if not ok:
             log.error("%s failed: %s", self.what, value)
+
+
+def _refuse_foreign_outbox(config: Config) -> None:
+    """Something else than an outbox at ``[buffer] path`` (a typo naming edge.toml, say) is refused, untouched."""
+    found = foreign(Path(config.buffer.path))
+    if found:
+        raise ConfigError([f"buffer.path: {config.buffer.path} is {found}, not an outbox; the agent leaves it "
+                           "untouched"], source=config.source)
 
 
 def _output_setup(config: Config) -> tuple:

@@ -136,6 +136,10 @@ def cmd_status(args) -> int:
     print(_("outbox     {depth} records waiting, {used} of {limit} MiB, {dropped} dropped so far").format(
         depth=outbox.get("depth"), used=round((outbox.get("bytes_used") or 0) / 2**20, 1),
         limit=round((outbox.get("max_bytes") or 0) / 2**20), dropped=outbox.get("dropped_total")))
+    if outbox.get("unavailable") or outbox.get("disk_full"):
+        problem = outbox.get("unavailable") or _("the disk is full")
+        print("           " + _colour(_("not stored: {problem}; {pending} records only in memory").format(
+            problem=problem, pending=outbox.get("pending")), "31"))
     print(_("clock      synced: {synced}    uptime {uptime} s").format(
         synced=health.get("clock_synced"), uptime=health.get("uptime_s")))
     print()

@@ -312,7 +312,7 @@ def test_a_directory_that_cannot_be_created_is_a_clear_error(tmp_path):
 
 def test_a_path_that_is_a_directory_is_a_clear_error_not_corruption(tmp_path):
     (tmp_path / "outbox.db").mkdir()
-    with pytest.raises(OutboxError, match="cannot open the outbox"):
+    with pytest.raises(OutboxError, match="is a directory, not an outbox"):
         Outbox(tmp_path / "outbox.db")
     assert list(tmp_path.iterdir()) == [tmp_path / "outbox.db"]
 

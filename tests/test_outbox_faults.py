@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from buffer import store
-from buffer.outbox import Outbox, Priority
+from buffer import opening, store
+from buffer.outbox import Outbox, OutboxError, Priority
 from tests.outbox_helpers import raw_rows
 
 T0 = 1_764_201_600_000
@@ -88,23 +88,74 @@ def check_fresh_outbox_after_corruption(box: Outbox, path: Path, expected_seq: i
     assert pragma(path, "integrity_check") == [("ok",)]
 
 
-def test_garbage_bytes_are_moved_aside_and_seq_starts_from_the_clock(tmp_path):
+def damaged_outbox(path: Path, seed: int = 1) -> bytes:
+    """An outbox whose header still says so, every page after it garbage: nothing of it can be read."""
+    filled_outbox(path, 50)
+    head = path.read_bytes()[:100]
+    damaged = head + random.Random(seed).randbytes(20_000)
+    path.write_bytes(damaged)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return damaged
+
+
+@pytest.mark.parametrize("content, what", [
+    (random.Random(1).randbytes(20_000), "not an SQLite database"),
+    (b"[gateway]\nid = \"gw-1\"\n", "not an SQLite database"),
+    (b"SQLite format 3\x00" + bytes(52) + (0x12345678).to_bytes(4, "big") + bytes(4000), "another program"),
+])
+def test_a_file_that_is_not_an_outbox_is_refused_and_left_byte_for_byte(tmp_path, content, what):
     path = tmp_path / "outbox.db"
-    garbage = random.Random(1).randbytes(20_000)
-    path.write_bytes(garbage)
+    path.write_bytes(content)
+    os.utime(path, ns=(WALL * 1_000_000,) * 2)
+    with pytest.raises(opening.ForeignFile, match=what):
+        Outbox(path, wall_ms=lambda: WALL)
+    assert path.read_bytes() == content and path.stat().st_mtime_ns == WALL * 1_000_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outbox.db"]
+
+
+def test_a_damaged_outbox_is_moved_aside_and_seq_starts_from_the_clock(tmp_path):
+    path = tmp_path / "outbox.db"
+    damaged = damaged_outbox(path)
     os.utime(path, ns=(WALL * 1_000_000 - 3_600 * 10**9,) * 2)  # written an hour before "now"
     with Outbox(path, wall_ms=lambda: WALL) as box:
         check_fresh_outbox_after_corruption(box, path, WALL, f"outbox.db.corrupt-{STAMP}")
-    assert (tmp_path / f"outbox.db.corrupt-{STAMP}").read_bytes() == garbage
+    assert (tmp_path / f"outbox.db.corrupt-{STAMP}").read_bytes() == damaged
 
 
 def test_a_clock_behind_the_damaged_file_cannot_make_seqs_repeat(tmp_path):
     path = tmp_path / "outbox.db"
-    path.write_bytes(b"not a database at all" * 500)
+    damaged_outbox(path)
     later_ms = WALL + 86_400_000
     os.utime(path, ns=(later_ms * 1_000_000,) * 2)  # the clock went back (no RTC, no sync yet)
     with Outbox(path, wall_ms=lambda: WALL) as box:
         check_fresh_outbox_after_corruption(box, path, later_ms, f"outbox.db.corrupt-{STAMP}")
+
+
+def test_an_emptied_outbox_goes_on_above_every_seq_it_could_have_sent(tmp_path):
+    path = tmp_path / "outbox.db"
+    sent = filled_outbox(path, 30) - 1
+    path.write_bytes(b"")                                  # a power cut during creation, a careless truncate
+    os.utime(path, ns=(WALL * 1_000_000,) * 2)
+    with Outbox(path, wall_ms=lambda: WALL) as box:
+        rows = box.fetch({}, 10)
+        assert rows[0].body["alarm"] == "gateway/outbox-corrupt" and "empty file" in rows[0].body["message"]
+        assert rows[0].seq >= WALL > sent
+        assert box.add(reading(1), Priority.TELEMETRY) > rows[0].seq
+
+
+def test_a_meta_out_of_range_goes_on_above_every_stored_seq(tmp_path):
+    path = tmp_path / "outbox.db"
+    filled_outbox(path, 30)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE meta SET value = -5 WHERE key = 'next_seq'")
+    conn.commit()
+    conn.close()
+    with Outbox(path, wall_ms=lambda: WALL) as box:
+        rows = box.fetch({}, 100)
+        assert rows[0].body["alarm"] == "gateway/outbox-corrupt" and "not above" in rows[0].body["message"]
+        assert rows[0].seq >= WALL
+        assert max(r.seq for r in rows if r.priority == Priority.TELEMETRY) == 30   # stored records are still sent
 
 
 def test_a_file_truncated_mid_page_is_moved_aside_and_its_seq_recovered(tmp_path):
@@ -160,11 +211,14 @@ def test_a_wal_without_its_database_is_moved_aside_not_replayed_into_a_new_one(t
 
 def test_two_corrupt_files_in_the_same_second_get_different_names(tmp_path):
     path = tmp_path / "outbox.db"
-    for _ in range(2):
-        path.write_bytes(b"\x00garbage" * 1000)
+    for seed in range(2):
+        (tmp_path / "again").mkdir(exist_ok=True)
+        damaged = damaged_outbox(tmp_path / "again" / "outbox.db", seed)
+        path.write_bytes(damaged)
         with Outbox(path, wall_ms=lambda: WALL):
             pass
-    names = sorted(p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name)
+    names = sorted(p.name for p in tmp_path.iterdir()
+                   if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm")))
     assert names == [f"outbox.db.corrupt-{STAMP}", f"outbox.db.corrupt-{STAMP}-1"]
 
 
@@ -386,3 +440,42 @@ def test_enospc_and_sqlite_full_count_as_a_full_disk_other_errors_do_not(tmp_pat
     conn.close()
     assert store.is_disk_full(full.value)
     assert not store.is_disk_full(other.value)
+
+
+# --- no file at all ------------------------------------------------------------------------------
+def test_without_a_usable_file_records_live_in_memory_are_sent_and_reach_the_file_once_it_works(tmp_path):
+    blocker = tmp_path / "spool"
+    blocker.write_text("a file where the outbox's folder should be")
+    path = blocker / "outbox.db"
+    clock = FakeClock()
+    box = Outbox(path, clock=clock, wall_ms=lambda: WALL, memory_fallback=True)
+    assert box.unavailable and "spool" in box.unavailable
+    seq = box.add(reading(1), Priority.TELEMETRY)
+    alarm = {"kind": "alarm", "alarm": "bed-1/out-of-bed", "state": "raised", "severity": "critical", "ts": T0}
+    with pytest.raises(OutboxError, match="cannot commit"):
+        box.add(alarm, Priority.ALARM)                  # not stored: said so, and kept to be sent
+    rows = box.fetch({}, 10)
+    assert [r.body.get("alarm") for r in rows] == ["gateway/outbox-unavailable", "bed-1/out-of-bed", None]
+    assert rows[0].body["state"] == "raised" and rows[0].seq >= WALL and seq > rows[0].seq
+    stats = box.stats()
+    assert stats["unavailable"] == box.unavailable and stats["pending"] == 3 and stats["depth"] == 3
+    assert box.get_state("rules") is None
+
+    blocker.unlink()                                     # the file system is usable again
+    clock.now += 30.0
+    written = box.commit()
+    assert box.unavailable is None and len(written) == 3     # the three held in memory ...
+    later = box.add(reading(2), Priority.TELEMETRY)
+    box.close()
+    rows = raw_rows(path)
+    assert set(written) | {later} < set(rows) and len(rows) == 5    # ... the alarm's clearing, the new one
+    assert [body["state"] for _, body in rows.values() if body.get("alarm") == "gateway/outbox-unavailable"] == \
+        ["raised", "cleared"]
+    with Outbox(path) as again:                          # the file goes on above every seq memory used
+        assert again.add(reading(3), Priority.TELEMETRY) > later
+
+
+def test_without_memory_fallback_an_unusable_file_is_an_error(tmp_path):
+    (tmp_path / "spool").write_text("x")
+    with pytest.raises(OutboxError, match="cannot create the outbox directory"):
+        Outbox(tmp_path / "spool" / "outbox.db")
