@@ -10,13 +10,10 @@ agent again; one agent per outbox is enforced by :mod:`edge.instance_lock`.
 
 from __future__ import annotations
 
-import datetime
 import logging
-import queue
 import signal
 import threading
 import time
-import zoneinfo
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,7 +31,8 @@ from edge.health import gather
 from edge.instance_lock import InstanceLockError, OutboxLock, lock_path
 from edge.notify import Notifier
 from edge.outputs import AlarmOutput, OutputError, Outputs
-from edge.rules import RuleEngine, RuleError
+from edge import rule_calls
+from edge.rules import RuleEngine
 from edge.sampler import BusWorker, SensorSlot
 from edge.supervisor import Supervisor, reason
 from edge.uplink import Uplink
@@ -278,74 +276,20 @@ class Agent:
         self.outputs.offer(transition)
 
     def _button_pressed(self, output: AlarmOutput) -> None:
-        """An output's acknowledge button, on gpiozero's thread: only enqueue; the core acknowledges.
-
-        It acknowledges what the output sounded for at the press, exactly as ``linli alarm ack``
-        would, so the acknowledgement is published and kept like any other.
-        """
-        core, now = self.core, self.clock.now_ms()
-        if core is None or core.rules is None:
-            log.warning("acknowledge button of %r pressed, but no rules run", output)
-            return
-        # What sounds now, when the person pressed — not what may sound by the time the core gets to it.
-        alarms = output.sounding()
-
-        def acknowledge(rules) -> list[dict[str, Any]]:
-            log.info("acknowledge button of %r pressed: acknowledging %s", output, ", ".join(alarms) or "nothing")
-            found: list[dict[str, Any]] = []
-            for alarm in alarms:
-                try:
-                    found += rules.acknowledge(alarm, now)
-                except RuleError as exc:  # gateway/away, say: nothing a button can acknowledge
-                    log.warning("acknowledge button of %r: %s", output, exc)
-            return found
-
-        try:
-            core.inbox.put_nowait(("call", acknowledge, _LogFailure(f"acknowledge button of {output!r}")))
-        except queue.Full:
-            log.error("acknowledge button of %r pressed, but the core's inbox is full; press it again", output)
+        """An output's acknowledge button, on gpiozero's thread: only enqueue (:func:`rule_calls.button_pressed`)."""
+        rule_calls.button_pressed(self.core, output, self.clock.now_ms())
 
     def command_handlers(self) -> dict[str, Any]:
         """What the central side may ask of this gateway over ``cmd/<name>``."""
         return {
             "ping": lambda _args: {"pong": True, "version": __version__, "boot": self.clock.boot_id},
             "health": lambda _args: self.health(),
-            "away": self._command_away,
-            "alarm_ack": self._command_alarm_ack,
+            "away": lambda args: rule_calls.away(self.core, self.clock.now_ms(), self.config.gateway.timezone, args),
+            "alarm_ack": lambda args: rule_calls.alarm_ack(self.core, self.clock.now_ms(), args),
         }
 
     def _on_rules(self, fn) -> list[dict[str, Any]]:
-        """Run ``fn(rules)`` on the core thread (the engine's owner) and return its transitions."""
-        if self.core is None or self.core.rules is None:
-            raise CommandError("this gateway has no rules configured")
-        box: queue.Queue = queue.Queue(maxsize=1)
-        self.core.inbox.put(("call", fn, box))
-        try:
-            ok, value = box.get(timeout=5.0)
-        except queue.Empty:
-            raise CommandError("the agent's core did not answer within 5 s") from None
-        if not ok:
-            raise CommandError(str(value))
-        return value
-
-    def _command_away(self, args: dict[str, Any]) -> dict[str, Any]:
-        """``{"until": "2026-12-01T18:00+08:00"}`` starts away mode, ``{"until": null}`` ends it."""
-        until = args.get("until")
-        now = self.clock.now_ms()
-        until_ms = None if until is None else parse_until(until, self.config.gateway.timezone)
-        if until_ms is not None and until_ms <= now:
-            raise CommandError(f"until {until} is not in the future")
-        transitions = self._on_rules(lambda rules: rules.set_away(until_ms, now))
-        return {"away": until_ms is not None, "until": until_ms, "transitions": len(transitions)}
-
-    def _command_alarm_ack(self, args: dict[str, Any]) -> dict[str, Any]:
-        """``{"alarm": "pump-pressure/low"}`` acknowledges that alarm (silences a latched one)."""
-        alarm = args.get("alarm")
-        if not isinstance(alarm, str):
-            raise CommandError('args.alarm must be a "<sensor>/<rule>" string')
-        now = self.clock.now_ms()
-        transitions = self._on_rules(lambda rules: rules.acknowledge(alarm, now))
-        return {"alarm": alarm, "states": [t["state"] for t in transitions]}
+        return rule_calls.on_core(self.core, fn)
 
     # --- state ------------------------------------------------------------------------------------
     def _threads(self) -> dict[str, Any]:
@@ -453,18 +397,6 @@ class Agent:
         self.notifier.ready()
 
 
-class _LogFailure:
-    """The reply box of a core call nobody waits for (a button press): a failure is logged, not handed back."""
-
-    def __init__(self, what: str):
-        self.what = what
-
-    def put(self, result: tuple[bool, Any]) -> None:
-        ok, value = result
-        if not ok:
-            log.error("%s failed: %s", self.what, value)
-
-
 def _refuse_foreign_outbox(config: Config) -> None:
     """Something else than an outbox at ``[buffer] path`` (a typo naming edge.toml, say) is refused, untouched."""
     found = foreign(Path(config.buffer.path))
@@ -477,20 +409,3 @@ def _output_setup(config: Config) -> tuple:
     """What the outputs are built from: a change in it rebuilds them on reload, nothing else does."""
     used = {output.bus for output in config.outputs}
     return config.outputs, tuple(bus for bus in config.buses if bus.name in used)
-
-
-def parse_until(text: Any, timezone: str) -> int:
-    """An ISO 8601 time (local to the gateway when it has no offset) as epoch ms.
-
-    >>> parse_until("2026-12-01T18:00", "Asia/Shanghai")
-    1796119200000
-    """
-    if not isinstance(text, str):
-        raise CommandError(f"until must be an ISO 8601 time like 2026-12-01T18:00, got {text!r}")
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandError(f"until must be an ISO 8601 time like 2026-12-01T18:00, got {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
-    return int(moment.timestamp() * 1000)
