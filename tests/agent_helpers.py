@@ -13,6 +13,16 @@ BASE = f"linli/{GRID}/{GATEWAY}"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def low_pressure_rule(**extra: str) -> str:
+    """The pump room's rule most agent tests use: ``pump-pressure/low`` below 0.10 MPa, plus ``extra`` keys.
+
+    ``extra`` values are TOML as written: ``low_pressure_rule(clear_above="0.12", severity='"critical"')``.
+    """
+    keys = {"id": '"low"', "sensor": '"pump-pressure"', "quantity": '"pressure"', "kind": '"threshold"',
+            "below": "0.10", **extra}
+    return "\n[[rule]]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items())
+
+
 def config_text(*, port: int, outbox: Path, serial_port: str, interval: str = "200ms",
                 extra_sensors: str = "", mqtt_extra: str = "", gpio: bool = False) -> str:
     """A complete gateway config in TOML, as a technician would write it."""

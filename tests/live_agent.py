@@ -15,17 +15,10 @@ from pathlib import Path
 
 from edge.config import load_config
 from edge.control import AgentUnreachable, request
-from tests.agent_helpers import config_text
+from tests.agent_helpers import config_text, low_pressure_rule
 from tests.mqtt_helpers import wait_until
 
-PUMP_RULE = """
-[[rule]]
-id = "low"
-sensor = "pump-pressure"
-quantity = "pressure"
-kind = "threshold"
-below = 0.10
-"""
+PUMP_RULE = low_pressure_rule()
 
 
 def write_agent_config(path: Path, *, broker_port: int, serial_port: str, state: Path) -> Path:

@@ -14,7 +14,7 @@ from edge.agent import Agent
 from edge.config import load_config
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from edge.simulate.pulse import PulseMeterSim
-from tests.agent_helpers import BASE, config_text, linli
+from tests.agent_helpers import BASE, config_text, low_pressure_rule, linli
 from tests.mqtt_helpers import wait_until
 from tests.tcp_proxy import TcpProxy
 
@@ -314,17 +314,7 @@ def test_commands_are_answered_once_per_id_and_bad_ones_explained(tmp_path, brok
         agent.stop(drain_timeout=5)
 
 
-PRESSURE_RULE = """
-[[rule]]
-id = "low"
-sensor = "pump-pressure"
-quantity = "pressure"
-kind = "threshold"
-below = 0.10
-clear_above = 0.12
-for = "400ms"
-severity = "critical"
-"""
+PRESSURE_RULE = low_pressure_rule(clear_above="0.12", severity='"critical"', **{"for": '"400ms"'})
 
 
 def alarms(sub, name=None):

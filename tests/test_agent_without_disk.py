@@ -16,18 +16,9 @@ import subprocess
 import pytest
 
 from edge.simulate.modbus_pressure import PressureTransmitterSim
-from tests.agent_helpers import BASE, config_text, linli
+from tests.agent_helpers import BASE, config_text, low_pressure_rule, linli
 
-RULE = """
-[[rule]]
-id = "low"
-sensor = "pump-pressure"
-quantity = "pressure"
-kind = "threshold"
-below = 0.10
-clear_above = 0.12
-severity = "critical"
-"""
+RULE = low_pressure_rule(clear_above="0.12", severity='"critical"')
 
 
 @pytest.fixture

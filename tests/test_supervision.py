@@ -16,7 +16,7 @@ from edge.agent import Agent
 from edge.config import load_config
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from edge.supervisor import Supervisor, reason
-from tests.agent_helpers import BASE, GATEWAY, ROOT, config_text
+from tests.agent_helpers import BASE, GATEWAY, ROOT, config_text, low_pressure_rule
 from tests.mqtt_helpers import wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -105,15 +105,7 @@ def restore_signals():
         signal.signal(signum, handler)
 
 
-LOW_PRESSURE = """
-[[rule]]
-id = "low"
-sensor = "pump-pressure"
-quantity = "pressure"
-kind = "threshold"
-below = 0.10
-severity = "critical"
-"""
+LOW_PRESSURE = low_pressure_rule(severity='"critical"')
 
 
 def test_a_dead_core_ends_run_forever_with_70_within_seconds(tmp_path, broker, transmitter, caplog,

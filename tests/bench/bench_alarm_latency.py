@@ -32,20 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from buffer.outbox import Outbox, Priority
 from edge.simulate.broker import LocalBroker
 from edge.simulate.modbus_pressure import PressureTransmitterSim
-from tests.agent_helpers import BASE, GATEWAY, config_text, linli
+from tests.agent_helpers import BASE, GATEWAY, config_text, low_pressure_rule, linli
 from tests.bench.bench_sd_writes import cpu_seconds, gateway_config
 from tests.mqtt_helpers import Subscriber
 
-RULE = """
-[[rule]]
-id = "low"
-sensor = "pump-pressure"
-quantity = "pressure"
-kind = "threshold"
-below = 0.10
-clear_above = 0.12
-severity = "critical"
-"""
+RULE = low_pressure_rule(clear_above="0.12", severity='"critical"')
 
 
 def swinging(period: float):
