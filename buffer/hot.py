@@ -22,18 +22,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import NamedTuple
+
+from buffer.records import PendingRecord
 
 PRIORITIES = (0, 1, 2)   # Priority.ALARM, STATUS, TELEMETRY; plain ints so this module stands alone
 TELEMETRY = 2
-
-
-class PendingRecord(NamedTuple):  # a NamedTuple: built once per record, it must be cheap
-    """A record serialised at ``add`` time: priority, its ``ts`` (or None) and the JSON body."""
-
-    priority: int
-    ts: int | None
-    body: str
 
 
 class HotRecords:

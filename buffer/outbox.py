@@ -34,21 +34,21 @@ record) and the spill is retried. A corrupt file found at open is moved aside
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from buffer import chunks, opening, store
+from buffer import opening, store
 from buffer.chunks import ChunkIndex
+from buffer.file_writer import Drop, FileWriter, Meta
 from buffer.errors import OutboxError, OutboxRecordError
-from buffer.hot import HotRecords, PendingRecord
+from buffer.hot import HotRecords
+from buffer.records import PendingRecord, Priority, Row, dumps, serialise
 from buffer.reader import DiskReader
 
 __all__ = ["Outbox", "OutboxError", "OutboxRecordError", "Priority", "Row"]
@@ -56,7 +56,6 @@ __all__ = ["Outbox", "OutboxError", "OutboxRecordError", "Priority", "Row"]
 log = logging.getLogger(__name__)
 
 MIN_MAX_BYTES = 64 * 1024  # below this the empty schema alone is a sizeable part of the bound
-BOUND_HEADROOM = 0.9  # a drop aims ~10 % under the bound so the next one is many commits away
 #: Seqs reserved on disk at a time: one small write per block instead of one per record.
 SEQ_BLOCK = 1024
 #: Persisted state is written at most this often (seconds), unless an alarm commits it sooner.
@@ -75,31 +74,6 @@ UNAVAILABLE_ALARM = "gateway/outbox-unavailable"
 
 class _NoFile(OSError):
     """A write while the outbox file cannot be used (the outbox runs in memory)."""
-
-
-class Priority(enum.IntEnum):
-    """Lower goes first: the reader hands out all alarms before any status, and status before telemetry."""
-
-    ALARM = 0
-    STATUS = 1
-    TELEMETRY = 2
-
-
-_PRIORITIES = frozenset(Priority)
-
-
-@dataclass(frozen=True)
-class Row:
-    """A record for the reader: its ``seq``, its priority and its body (which never contains ``seq``)."""
-
-    seq: int
-    priority: int
-    body: dict
-
-
-# One encoder for all records (json.dumps with options builds a new one per call).
-# allow_nan=False: NaN/Infinity are not JSON; the central side would refuse the message forever.
-_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def _now_ms() -> int:
@@ -170,15 +144,15 @@ class Outbox:
 
     def _adopt(self, opened: opening.Opened) -> None:
         """Take an opened file as the outbox's storage, and store what opening found first."""
-        self._conn = opened.conn
+        self._file = FileWriter(opened.conn, self.path, self.max_bytes)
+        conn = opened.conn
         self.recovered_from_corruption = opened.moved_to
         self._unsaved_written = opened.next_seq
         self._dropped_total = max(self._dropped_total, opened.dropped_total)
-        self._state_written = dict(self._conn.execute("SELECT key, value FROM state"))
-        self._chunks = ChunkIndex(self._conn.execute("SELECT first_seq, last_seq, count FROM chunk"),
-                                  self._chunk_members)
-        tops = {int(p): self._conn.execute("SELECT coalesce(max(seq), 0) FROM outbox WHERE priority = ?",
-                                           (int(p),)).fetchone()[0] for p in Priority}
+        self._state_written = dict(conn.execute("SELECT key, value FROM state"))
+        self._chunks = ChunkIndex(conn.execute("SELECT first_seq, last_seq, count FROM chunk"), self._chunk_members)
+        tops = {int(p): conn.execute("SELECT coalesce(max(seq), 0) FROM outbox WHERE priority = ?",
+                                     (int(p),)).fetchone()[0] for p in Priority}
         tops[Priority.TELEMETRY] = max(tops[Priority.TELEMETRY], self._chunks.top())
         self._disk_top = tops
         # What opening found (corruption, a restart's gap) is stored and sent first.
@@ -194,7 +168,7 @@ class Outbox:
         reused; the jump is explained by the ``gateway/outbox-unavailable`` alarm. The file is tried
         again every ``REOPEN_INTERVAL``.
         """
-        self._conn = None
+        self._file = None
         self.unavailable = reason
         first = max(self._wall_ms(), store.last_modified_ms(self.path) + 1)
         self._next_seq, self._reserved_to = first, first + 2**62     # nothing to reserve without a file
@@ -247,7 +221,7 @@ class Outbox:
         :class:`OutboxError`.
         """
         self._check_open()
-        pending = self._serialise(record, priority)
+        pending = serialise(record, priority)
         seq = self._take_seq()
         if pending.priority == Priority.ALARM:
             self._commit_alarm(seq, pending)
@@ -288,7 +262,7 @@ class Outbox:
         """Persist a JSON-able ``value`` under ``key`` with a later commit, if it differs from what is stored."""
         self._check_open()
         try:
-            encoded = _dumps(value)
+            encoded = dumps(value)
         except (TypeError, ValueError) as exc:
             raise OutboxRecordError(f"state {key!r} is not JSON-able: {exc}") from None
         key = str(key)
@@ -333,7 +307,7 @@ class Outbox:
         database failure raises :class:`OutboxError` and keeps everything in memory.
         """
         self._check_open()
-        if self._conn is None:
+        if self._file is None:
             self._try_reopen()
         held = self._hot.all()
         if not (held or self._row_acks or self._chunk_acks or self._state):
@@ -370,12 +344,7 @@ class Outbox:
         return []
 
     def _fail(self, exc: BaseException, what: str) -> None:
-        """Roll back after a failed write; re-raise as OutboxError unless the disk is full."""
-        if self._conn is not None and self._conn.in_transaction:
-            try:
-                self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # SQLite may already have rolled back; the next BEGIN reports a real problem
+        """After a failed write (rolled back by the file writer): re-raise as OutboxError unless the disk is full."""
         if not store.is_disk_full(exc):
             self._retry_at = self._clock() + RETRY_INTERVAL
             detail = f" ({what})" if what else ""
@@ -384,51 +353,48 @@ class Outbox:
     # --- writer side: the transaction ---------------------------------------------------------------
     def _write(self, records: list[tuple[int, PendingRecord]]) -> list[int]:
         """One transaction: deletions, ``records``, changed state, the size bound, meta. Returns the seqs written."""
-        conn = self._conn
-        if conn is None:
+        if self._file is None:
             raise _NoFile(self.unavailable)
         telemetry = [(seq, r) for seq, r in records if r.priority == Priority.TELEMETRY]
         rows = [(seq, r) for seq, r in records if r.priority != Priority.TELEMETRY]
         seqs_before = (self._next_seq, self._reserved_to)
-        drops: list[tuple[int, int, list[int]]] = []
-        conn.execute("BEGIN IMMEDIATE")
+
+        def meta_for(drops: list[Drop]) -> Meta | None:
+            # Meta only when it must change: one page less for every spill (decision 0005). The restart's
+            # dropped record subtracts what is stored, so an older unsaved_from only widens its range.
+            if self._reserved_to == seqs_before[1] and not drops:
+                return None
+            return Meta(self._reserved_to, self._lowest_held_after({seq for seq, _ in records}),
+                        self._dropped_total + sum(d.count for d in drops))
+
         try:
-            self._delete_acked()
-            if rows:
-                conn.executemany("INSERT INTO outbox (seq, priority, ts, body) VALUES (?, ?, ?, ?)",
-                                 [(seq, r.priority, r.ts, r.body) for seq, r in rows])
-            if telemetry:
-                stamps = [r.ts for _, r in telemetry if r.ts is not None]
-                conn.execute("INSERT INTO chunk (first_seq, last_seq, count, ts_from, ts_to, data) "
-                             "VALUES (?, ?, ?, ?, ?, ?)",
-                             (telemetry[0][0], telemetry[-1][0], len(telemetry), min(stamps, default=None),
-                              max(stamps, default=None), chunks.encode((seq, r.body) for seq, r in telemetry)))
-            if self._state:
-                conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", self._state.items())
-            while (used := store.used_bytes(conn)) > self.max_bytes:
-                gone = self._drop_oldest_chunks(used - int(self.max_bytes * BOUND_HEADROOM), exclude=telemetry)
-                if gone is None:
-                    break  # only alarms and status rows (and what this commit adds) left: exceed the bound
-                drops.append(gone)
-            dropped_total = self._dropped_total + sum(count for _, count, _ in drops)
-            unsaved_from = self._unsaved_written
-            if self._reserved_to != seqs_before[1] or drops:
-                # Meta only when it must change: one page less for every spill (decision 0005). The
-                # restart's dropped record subtracts what is stored, so an older unsaved_from only widens it.
-                unsaved_from = self._lowest_held_after({seq for seq, _ in records})
-                self._save_meta(unsaved_from, dropped_total)
-            conn.execute("COMMIT")
+            drops, meta = self._file.write(rows, telemetry, self._row_acks, self._chunk_acks, self._state,
+                                           self._take_seq_in_transaction, meta_for)
         except BaseException:
             # Seqs taken inside the transaction (dropped records) were never stored: hand them out again.
             self._next_seq, self._reserved_to = seqs_before
             raise
-        self._committed(records, telemetry, drops, unsaved_from, dropped_total, wrote_state=True)
-        return sorted([seq for seq, _ in records] + [seq for seq, _, _ in drops])
+        self._committed(records, telemetry, drops, meta, wrote_state=True)
+        return sorted([seq for seq, _ in records] + [d.seq for d in drops])
 
-    def _committed(self, records, telemetry, drops, unsaved_from: int, dropped_total: int, *,
-                   wrote_state: bool) -> None:
+    def _make_room(self, need: int) -> None:
+        """Full disk: make ``need`` bytes of room in the file (:meth:`FileWriter.make_room`)."""
+        seqs_before = (self._next_seq, self._reserved_to)
+
+        def meta_for(drops: list[Drop]) -> Meta:
+            return Meta(self._reserved_to, self._unsaved_written, self._dropped_total + sum(d.count for d in drops))
+
+        try:
+            drops = self._file.make_room(need, self._row_acks, self._chunk_acks, self._take_seq_in_transaction,
+                                         meta_for)
+        except BaseException:
+            self._next_seq, self._reserved_to = seqs_before
+            raise
+        self._committed([], [], drops, meta_for(drops), wrote_state=False)
+
+    def _committed(self, records, telemetry, drops: list[Drop], meta: Meta | None, *, wrote_state: bool) -> None:
         """After COMMIT: the in-memory picture follows what is now on disk."""
-        for first in [f for _, _, firsts in drops for f in firsts] + list(self._chunk_acks):
+        for first in [f for d in drops for f in d.firsts] + list(self._chunk_acks):
             self._chunks.remove(first)
         if telemetry:
             self._chunks.add(telemetry[0][0], telemetry[-1][0])
@@ -436,8 +402,8 @@ class Outbox:
         tops = self._disk_top
         for seq, record in records:
             tops[record.priority] = max(tops[record.priority], seq)
-        for seq, _, _ in drops:
-            tops[Priority.STATUS] = max(tops[Priority.STATUS], seq)
+        for drop in drops:
+            tops[Priority.STATUS] = max(tops[Priority.STATUS], drop.seq)
         self._hot.forget([seq for seq, _ in records])
         self._row_acks.clear()
         self._chunk_acks.clear()
@@ -446,8 +412,8 @@ class Outbox:
             self._state_written.update(self._state)
             self._state.clear()
             self._state_written_at = self._clock()
-        self._unsaved_written = unsaved_from
-        self._dropped_total = dropped_total
+        if meta is not None:
+            self._unsaved_written, self._dropped_total = meta.unsaved_from, meta.dropped_total
         self._retry_at = 0.0
         if drops:
             self._announce()
@@ -456,69 +422,6 @@ class Outbox:
         """The lowest seq that will live only in memory once ``written`` is on disk."""
         remaining = [seq for seq, _ in self._hot.all() if seq not in written]
         return min(remaining, default=self._next_seq)
-
-    def _delete_acked(self) -> None:
-        if self._row_acks:
-            self._conn.executemany("DELETE FROM outbox WHERE seq = ?", ((s,) for s in sorted(self._row_acks)))
-        if self._chunk_acks:
-            self._conn.executemany("DELETE FROM chunk WHERE first_seq = ?", ((s,) for s in sorted(self._chunk_acks)))
-
-    def _drop_oldest_chunks(self, bytes_wanted: int, exclude: list) -> tuple[int, int, list[int]] | None:
-        """Delete the oldest telemetry chunks worth about ``bytes_wanted`` and store a dropped record.
-
-        Returns (the dropped record's seq, records dropped, the chunks' first seqs), or None when
-        there is no older chunk than the one being written (``exclude``).
-        """
-        newest = exclude[0][0] if exclude else None
-        picked, freed = [], 0
-        for first, last, count, ts_from, ts_to, size in self._conn.execute(
-                "SELECT first_seq, last_seq, count, ts_from, ts_to, length(data) FROM chunk ORDER BY first_seq"):
-            if first == newest:
-                break
-            picked.append((first, last, count, ts_from, ts_to))
-            freed += size
-            if freed >= bytes_wanted:
-                break
-        if not picked:
-            return None
-        firsts = [p[0] for p in picked]
-        self._conn.executemany("DELETE FROM chunk WHERE first_seq = ?", ((f,) for f in firsts))
-        count = sum(p[2] for p in picked)
-        stamps_from = [p[3] for p in picked if p[3] is not None]
-        stamps_to = [p[4] for p in picked if p[4] is not None]
-        seq = self._take_seq(in_transaction=True)
-        body = {"kind": "dropped", "reason": "bound", "count": count, "seq_from": firsts[0],
-                "seq_to": max(p[1] for p in picked), "ts_from": min(stamps_from, default=None),
-                "ts_to": max(stamps_to, default=None)}
-        self._conn.execute("INSERT INTO outbox (seq, priority, ts, body) VALUES (?, ?, NULL, ?)",
-                           (seq, Priority.STATUS, _dumps(body)))
-        log.warning("outbox %s: dropped the %d oldest telemetry records (seq %d..%d) to stay within %d MB",
-                    self.path, count, body["seq_from"], body["seq_to"], self.max_bytes // 2**20)
-        return seq, count, firsts
-
-    def _make_room(self, need: int) -> None:
-        """Full disk: apply pending deletions and drop old chunks until ``need`` bytes fit in free pages.
-
-        The disk has no room, so the only room is the file's own freelist. Drops at
-        least a tenth of the used bytes, like the size bound, so a disk that stays
-        full costs a dropped record now and then, not one per spill.
-        """
-        conn = self._conn
-        seqs_before = (self._next_seq, self._reserved_to)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._delete_acked()
-            want = 2 * need - store.free_bytes(conn)
-            gone = None
-            if want > 0:
-                gone = self._drop_oldest_chunks(max(want, store.used_bytes(conn) // 10), exclude=[])
-            dropped_total = self._dropped_total + (gone[1] if gone else 0)
-            self._save_meta(self._unsaved_written, dropped_total)
-            conn.execute("COMMIT")
-        except BaseException:
-            self._next_seq, self._reserved_to = seqs_before
-            raise
-        self._committed([], [], [gone] if gone else [], self._unsaved_written, dropped_total, wrote_state=False)
 
     # --- writer side: seqs ----------------------------------------------------------------------------
     def _take_seq(self, *, in_transaction: bool = False) -> int:
@@ -529,31 +432,25 @@ class Outbox:
         self._next_seq += 1
         return seq
 
+    def _take_seq_in_transaction(self) -> int:
+        return self._take_seq(in_transaction=True)   # the transaction writes meta with the new boundary
+
     def _reserve(self, in_transaction: bool) -> None:
         reserved_to = self._next_seq + self.seq_block
         unsaved_from = min((seq for seq, _ in self._hot.all()), default=self._next_seq)
         previous = self._reserved_to
         self._reserved_to = reserved_to
-        if in_transaction or self._conn is None:
+        if in_transaction or self._file is None:
             return   # the caller's transaction writes meta with the new boundary (or there is no file)
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._save_meta(unsaved_from, self._dropped_total)
-            self._conn.execute("COMMIT")
+            self._file.save_meta(Meta(reserved_to, unsaved_from, self._dropped_total))
             self._unsaved_written = unsaved_from
         except (sqlite3.Error, OSError) as exc:
             self._reserved_to = previous
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
             # Go on numbering (alarms must not stop); retried at the next seq. Only a crash before a
             # reservation succeeds could reuse seqs beyond ``previous``; see decision 0005.
             log.error("cannot reserve seqs %d.. in the outbox %s: %s", self._next_seq, self.path, exc)
             self._reserved_to = self._next_seq + 1
-
-    def _save_meta(self, unsaved_from: int, dropped_total: int) -> None:
-        self._conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
-                               [(self._reserved_to, "next_seq"), (unsaved_from, "unsaved_from"),
-                                (dropped_total, "dropped_total")])
 
     def _shed_if_over_bound(self) -> None:
         """More than ``max_pending`` records in memory (spills keep failing): drop the oldest telemetry, say so."""
@@ -568,34 +465,14 @@ class Outbox:
         self._dropped_total += len(shed)
         log.error("outbox %s: %d records could not be stored and were dropped from memory (seq %d..%d)",
                   self.path, len(shed), shed[0][0], shed[-1][0])
-        self._hot.put(self._take_seq(), PendingRecord(Priority.STATUS, None, _dumps(body)), self._clock())
+        self._hot.put(self._take_seq(), PendingRecord(Priority.STATUS, None, dumps(body)), self._clock())
 
     def _chunk_members(self, first: int) -> set[int]:
-        row = self._conn.execute("SELECT data FROM chunk WHERE first_seq = ?", (first,)).fetchone()
-        return set() if row is None else {seq for seq, _ in chunks.decode(row[0])}
+        return self._file.members(first)
 
     def _announce(self) -> None:
         if self.on_available is not None:
             self.on_available()
-
-    @staticmethod
-    def _serialise(record: dict, priority: Priority) -> PendingRecord:
-        if priority not in _PRIORITIES or isinstance(priority, bool):
-            raise OutboxRecordError(f"unknown priority {priority!r}; use Priority.ALARM, STATUS or TELEMETRY")
-        if not isinstance(record, dict):
-            raise OutboxRecordError(f"a record must be a dict, not {type(record).__name__}")
-        if "seq" in record:
-            raise OutboxRecordError("a record must not carry 'seq': the outbox assigns it")
-        ts = record.get("ts")
-        if not (isinstance(ts, int) and not isinstance(ts, bool)):
-            if priority == Priority.TELEMETRY:
-                raise OutboxRecordError(f"a telemetry record needs 'ts' in integer epoch milliseconds, got {ts!r}")
-            ts = None
-        try:
-            body = _dumps(record)
-        except (TypeError, ValueError) as exc:
-            raise OutboxRecordError(f"record is not JSON-able: {exc}") from None
-        return PendingRecord(int(priority), ts, body)
 
     # --- reader side --------------------------------------------------------------------------------
     def fetch(self, after: dict[int, int], limit: int) -> list[Row]:
@@ -650,16 +527,16 @@ class Outbox:
                 log.error("outbox %s closed with %d records not stored (%s); the next start announces "
                           "their seqs as dropped", self.path, len(self._hot),
                           self.unavailable or "no space left on the disk")
-            elif self._conn is not None:
+            elif self._file is not None:
                 self._release_unused_seqs()
         finally:
             self._closed = True
             self._disk.close()
-            if self._conn is not None:
-                self._conn.close()
+            if self._file is not None:
+                self._file.close()
 
     def _commit_before_close(self) -> None:
-        if self._conn is None:
+        if self._file is None:
             self._reopen_at = 0.0       # one last try of the file
         try:
             self.commit()
@@ -670,12 +547,8 @@ class Outbox:
         """A clean stop: everything is on disk or acknowledged, so the next start goes on at the next seq."""
         self._reserved_to = self._next_seq
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._save_meta(self._next_seq, self._dropped_total)
-            self._conn.execute("COMMIT")
+            self._file.save_meta(Meta(self._next_seq, self._next_seq, self._dropped_total))
         except (sqlite3.Error, OSError) as exc:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
             log.warning("outbox %s: could not record the clean stop (%s); the next start announces a gap",
                         self.path, exc)
 
