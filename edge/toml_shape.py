@@ -33,12 +33,14 @@ MAX_NESTING = 32
 MAX_KEY_PARTS = 32
 
 _TOKEN = re.compile(r'"""|\'\'\'|["\'#\[\]{}\n=,.]')
-#: The rest of a string after its opening quotes, up to and including the closing ones (possessive: no backtracking).
+#: The rest of a string after its opening quotes, up to and including the closing ones. The alternatives of
+#: each group are disjoint, so a failed match backtracks linearly. No possessive quantifiers (``*+``):
+#: Python 3.11.2, Bookworm's interpreter, fails a possessive group that matches zero times (an empty """""").
 _STRING_REST = {
-    '"': re.compile(r'(?:[^"\\\n]|\\.)*+"'),
-    "'": re.compile(r"[^'\n]*+'"),
-    '"""': re.compile(r'(?:[^"\\]|\\.|"{1,2}(?!"))*+"{3,5}', re.S),
-    "'''": re.compile(r"(?:[^']|'{1,2}(?!'))*+'{3,5}"),
+    '"': re.compile(r'(?:[^"\\\n]|\\.)*"'),
+    "'": re.compile(r"[^'\n]*'"),
+    '"""': re.compile(r'(?:[^"\\]|\\.|"{1,2}(?!"))*"{3,5}', re.S),
+    "'''": re.compile(r"(?:[^']|'{1,2}(?!'))*'{3,5}"),
 }
 
 

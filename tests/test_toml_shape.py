@@ -169,3 +169,10 @@ def test_config_check_exits_78_naming_the_file_without_a_traceback(tmp_path):
     assert done.returncode == 78, done.stderr
     assert f"{path} has 1 problem:" in done.stderr and "nested more than 32 deep" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("empty", ['""""""', "''''''", '""', "''"])
+def test_an_empty_string_ends_where_it_ends_so_what_follows_is_still_measured(empty):
+    # Found on Python 3.11.2 (Bookworm's): a possessive regex group that matched nothing failed there.
+    with pytest.raises(ShapeError, match="nested more than"):
+        check_shape(f"a = {empty}\nb = " + "[" * 33 + "]" * 33 + "\n")
