@@ -416,6 +416,8 @@ class Uplink(threading.Thread):
         if stop_requested:
             return LOOP_TIMEOUT
         now = time.monotonic()
+        if self._backlog and self._room() > self._alarm_reserve() and now >= self._hold_until:
+            return 0.0          # more rows wait and the window has room for them: only look at the socket, go on
         due = [HEARTBEAT_SLICE]
         if self._hold_until > now:
             due.append(self._hold_until - now)
@@ -534,42 +536,47 @@ class Uplink(threading.Thread):
     def _room(self) -> int:
         return self._window - len(self._pending)
 
+    def _alarm_reserve(self) -> int:
+        """Window slots readings leave free for an alarm (none when the window is a single slot)."""
+        return min(ALARM_SLOTS, self._window - 1)
+
     def _fill_window(self) -> None:
-        """Publish rows from the outbox until the window is full or the outbox has nothing more."""
+        """Publish one fetch's worth of rows from the outbox, as far as the window has room.
+
+        One fetch per turn of the loop, not until the window is full: between two fetches the
+        loop settles PUBACKs and sees the core's wake-up, so an alarm raised while a backlog
+        drains waits for one fetch at most, never for a whole window of readings to be packed.
+        """
+        if self._room() <= 0:
+            self._backlog = True
+            return
         # Twice a batch, so that a full fetch always yields a full batch; its short tail is fetched again.
         limit = 2 * max(1, self.mqtt.batch_max_records)
-        while self._room() > 0:
-            try:
-                rows = self.outbox.fetch(after=dict(self._cursor), limit=limit)
-            except Exception as exc:  # noqa: BLE001 - a read error must not end the uplink; retry later
-                self._last_error = _("cannot read the outbox: {reason}").format(reason=exc)
-                log.error("%s", self._last_error)
-                self._hold_until = time.monotonic() + self._refusals.next()
+        try:
+            rows = self.outbox.fetch(after=dict(self._cursor), limit=limit)
+        except Exception as exc:  # noqa: BLE001 - a read error must not end the uplink; retry later
+            self._last_error = _("cannot read the outbox: {reason}").format(reason=exc)
+            log.error("%s", self._last_error)
+            self._hold_until = time.monotonic() + self._refusals.next()
+            return
+        more_in_outbox = len(rows) == limit
+        self._backlog = more_in_outbox
+        for unit in self._packer.units(rows):
+            if unit.tail and more_in_outbox:
+                break           # a batch cut short by the fetch limit; the next fetch fills it up
+            # A unit larger than the whole window (an alarm with its state, window 1) goes alone.
+            # Readings leave room for an alarm (message + retained state): one raised while a backlog
+            # drains goes at once instead of waiting for a window of readings to be acknowledged.
+            spare = 0 if ALARM in unit.tops else self._alarm_reserve()
+            if len(unit.messages) > self._room() - spare and self._pending:
+                self._backlog = True
                 return
-            if not rows:
-                self._backlog = False
+            published = self._publish_unit(unit)
+            # Advance even after a failed write: the unit is tracked, and the loss rewinds to it.
+            for priority, top in unit.tops.items():
+                self._cursor[priority] = max(self._cursor.get(priority, 0), top)
+            if not published:
                 return
-            more_in_outbox = len(rows) == limit
-            for unit in self._packer.units(rows):
-                if unit.tail and more_in_outbox:
-                    break           # a batch cut short by the fetch limit; the next fetch fills it up
-                # A unit larger than the whole window (an alarm with its state, window 1) goes alone.
-                # Readings leave room for an alarm (message + retained state): one raised while a backlog
-                # drains goes at once instead of waiting for a window of readings to be acknowledged.
-                spare = 0 if ALARM in unit.tops else min(ALARM_SLOTS, self._window - 1)
-                if len(unit.messages) > self._room() - spare and self._pending:
-                    self._backlog = True
-                    return
-                published = self._publish_unit(unit)
-                # Advance even after a failed write: the unit is tracked, and the loss rewinds to it.
-                for priority, top in unit.tops.items():
-                    self._cursor[priority] = max(self._cursor.get(priority, 0), top)
-                if not published:
-                    return
-            if not more_in_outbox:
-                self._backlog = False
-                return
-        self._backlog = True
 
     def _publish_unit(self, unit: Unit) -> bool:
         """Hand a unit's messages to paho; ``False`` if the connection broke while doing so."""

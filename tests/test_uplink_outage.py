@@ -63,9 +63,9 @@ def test_an_alarm_overtakes_a_window_of_readings_that_hang(broker, writer, start
         fill_window_into_the_void(proxy, uplink, writer, [], window=6)     # 4 batches of readings hang
         [seq] = writer.add([(alarm("pump-pressure", "low"), Priority.ALARM)])
         # The alarm and its retained state go out at once, into the two slots the readings left free.
-        wait_until(lambda: any(seq in d.seqs for d in list(uplink._pending.values())), 10,
-                   "the alarm sent beside the hanging readings")
-        assert uplink.status()["inflight"] == 6
+        wait_until(lambda: uplink.status()["inflight"] == 6 and
+                   any(seq in d.seqs for d in list(uplink._pending.values())), 10,
+                   "the alarm and its state sent beside the hanging readings")
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
