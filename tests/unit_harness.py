@@ -34,6 +34,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -188,6 +189,19 @@ class NotifySocket:
         self._sock.close()
 
 
+def _let_others_pass(*paths: Path) -> None:
+    """Folders on the way to ``paths`` that lie inside the system's temporary folder get the search bit for
+    others (pass through; not list, not read). Nowhere else is anything changed."""
+    temp = Path(tempfile.gettempdir()).resolve()
+    for path in paths:
+        for folder in [path.resolve(), *path.resolve().parents]:
+            if temp not in folder.parents:
+                continue
+            mode = folder.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
 def _lookup_account(user: str, group: str, supplementary: list[str]) -> tuple[Account, list[str]]:
     """The unit's account, or ``nobody`` where it does not exist here; also the notes on what was replaced."""
     notes = []
@@ -246,13 +260,15 @@ class Service:
             return None, "the tests do not run as root, so User= cannot be applied: the agent runs as the tester"
         account, notes = _lookup_account(self.service["User"], self.service.get("Group", self.service["User"]),
                                          self.service.get("SupplementaryGroups", "").split())
-        # The interpreter must be reachable by the account: one inside a private home directory is not.
-        python = self.venv_bin / "python"
-        probe = subprocess.run([*self._credentials(account), str(python), "-c", ""], capture_output=True,
-                               text=True, timeout=30, check=False)
+        # The program must be reachable by the account. A checkout in a fresh temporary folder (mktemp -d
+        # makes it 0700, as a CI clone may be) only lacks the right to pass through: give that, nothing more.
+        _let_others_pass(ROOT, self.venv_bin)
+        program = self.venv_bin / "linli"
+        probe = subprocess.run([*self._credentials(account), str(program), "version"], capture_output=True,
+                               text=True, timeout=60, check=False)
         if probe.returncode != 0:
-            return None, (f"{python} cannot be run as {account.name} ({probe.stderr.strip()[:200]}): the interpreter "
-                          f"behind it lives where that account may not enter; the agent runs as root instead")
+            return None, (f"{program} cannot be run as {account.name} ({probe.stderr.strip()[:200]}): it, or the "
+                          f"interpreter behind it, lives where that account may not enter; the agent runs as root")
         return account, "; ".join(notes)
 
     def _credentials(self, account: Account | None) -> list[str]:
