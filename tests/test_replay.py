@@ -11,7 +11,8 @@ import zoneinfo
 
 import pytest
 
-from edge.replay import TraceError, format_ts, parse_ts, read_trace, replay
+from edge.replay import replay
+from edge.trace import TraceError, format_ts, parse_ts, read_trace
 from edge.rules import RuleConfig, RuleEngine
 from tests.test_rules_scenarios import ROOT, gateway_config
 

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from edge.config import load_config
-from edge.replay import read_trace, replay, replay_trace
+from edge.replay import replay, replay_trace
+from edge.trace import read_trace
 from edge.rules import RuleEngine
 
 ROWS = 365 * 96
