@@ -4,6 +4,10 @@ The trace format and its reading are :mod:`edge.trace`. The replay is the exact
 loop the agent runs, minus the wall clock: before each row, every timer the
 engine has due at or before the row's time fires at its due time, then the row
 is evaluated. After the last row the clock stops.
+
+Everything streams: a transition is handed on as soon as the rules produce it,
+and what is kept about the whole trace is counts, so memory stays the same for
+a day of readings or ten years of them.
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from edge.config import Config
 from edge.errors import LinliError
-from edge.i18n import _
-from edge.rules import RuleEngine  # the agent's own engine: there is no second implementation
+from edge.i18n import _, ngettext
+from edge.rules import RuleConfig, RuleEngine  # the agent's own engine: there is no second implementation
 from edge.rules.messages import shown
-from edge.trace import EX_IOERR, TraceError, TraceUnreadable, format_ts, open_trace, plain_utc, read_trace
+from edge.trace import format_ts, open_trace, plain_utc, read_trace, shown_field, trace_lines
+
+#: Sensors no rule watches are named up to this many; a trace full of stray ids needs no list as long.
+MAX_UNWATCHED_NAMED = 20
 
 
 class Engine(Protocol):
@@ -33,23 +39,80 @@ class Engine(Protocol):
     def next_due(self) -> int | None: ...
 
 
+class ReplayStopped(LinliError):
+    """A replay failed after it had already handed on transitions; says so beside the cause, exits as the cause."""
+
+    def __init__(self, cause: LinliError, transitions: int):
+        super().__init__(str(cause) + "\n  " + ngettext(
+            "the replay stopped there: the {count} alarm transition written before comes from the rows before it",
+            "the replay stopped there: the {count} alarm transitions written before come from the rows before it",
+            transitions).format(count=transitions))
+        self.exit_code = cause.exit_code
+
+
 # --- the replay itself -----------------------------------------------------------------------------------
-def replay(engine: Engine, readings: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every transition ``engine`` produces for ``readings``, in order; timers fire at their due times."""
-    transitions: list[dict[str, Any]] = []
+def replay(engine: Engine, readings: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Each transition ``engine`` produces for ``readings``, in order, as soon as it is produced.
+
+    Timers fire at their due times, before the first row at or after them.
+    """
     for reading in readings:
         now = reading["ts"]
         due = engine.next_due()
         while due is not None and due <= now:
-            transitions.extend(engine.tick(due))
+            yield from engine.tick(due)
             following = engine.next_due()
             if following is not None and following <= due:
                 # A timer that stays due after firing would spin forever; say so instead of hanging.
                 raise LinliError(_("the rules engine kept a timer due at {due} after firing it").format(
                     due=plain_utc(due)))
             due = following
-        transitions.extend(engine.evaluate(reading))
-    return transitions
+        yield from engine.evaluate(reading)
+
+
+class TraceReplay:
+    """The trace file at ``path`` replayed through the rules of ``config``: iterate for its transitions.
+
+    The file is opened and read as the iteration goes; the tally (``rows``,
+    ``transitions``, ``unwatched``) grows with it and is complete once it ends.
+    """
+
+    def __init__(self, config: Config, path: str):
+        self.config = config
+        self.path = path
+        self.rows = 0
+        self.transitions = 0
+        #: (sensor, quantity) pairs in the trace no rule looks at — usually a misspelt sensor id — as messages
+        #: show them, the first :data:`MAX_UNWATCHED_NAMED` of them; ``more_unwatched`` when there were others.
+        self.unwatched: list[tuple[str, str]] = []
+        self.more_unwatched = False
+        self._watched = {(rule.sensor, rule.quantity) for rule in config.rules}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        engine = RuleEngine(self.config.rules, timezone=self.config.gateway.timezone)
+        with open_trace(self.path) as file:
+            readings = read_trace(trace_lines(file, self.path), name=os.path.basename(self.path))
+            try:
+                for transition in replay(engine, self._tallied(readings)):
+                    self.transitions += 1
+                    yield transition
+            except LinliError as exc:
+                if self.transitions:
+                    raise ReplayStopped(exc, self.transitions) from None
+                raise
+
+    def _tallied(self, readings: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for reading in readings:
+            self.rows += 1
+            pair = (reading["sensor"], reading["quantity"])
+            if pair not in self._watched and not self.more_unwatched:
+                named = (shown_field(pair[0]), shown_field(pair[1]))
+                if named not in self.unwatched:
+                    if len(self.unwatched) < MAX_UNWATCHED_NAMED:
+                        self.unwatched.append(named)
+                    else:
+                        self.more_unwatched = True
+            yield reading
 
 
 # --- output ---------------------------------------------------------------------------------------------
@@ -65,55 +128,36 @@ def json_line(transition: dict[str, Any], zone: datetime.tzinfo) -> str:
     }, ensure_ascii=False)
 
 
-def table(transitions: list[dict[str, Any]], zone: datetime.tzinfo) -> str:
-    """The transitions as an aligned text table, one per line, under a header."""
-    header = [_("time"), _("alarm"), _("state"), _("severity"), _("value"), _("limit")]
-    rows = [[format_ts(t["ts"], zone), t["alarm"], t["state"], str(t.get("severity") or ""),
-             shown(t.get("value")), shown(t.get("limit"))] for t in transitions]
-    widths = [max(_width(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = ("  ".join(cell + " " * (width - _width(cell)) for cell, width in zip(row, widths, strict=True))
-             for row in [header, *rows])
-    return "\n".join(line.rstrip() for line in lines)
+class TextTable:
+    """Transitions as aligned text, one line each as it comes.
+
+    The widths are set before the first line from what the rules can produce (their
+    alarm names and severities, a time to the second, a six-digit value); a longer
+    cell, such as a time with milliseconds, takes the room it needs on its own line.
+    """
+
+    #: The widest cells a replay usually makes in the columns whose content the rules do not name.
+    _TYPICAL = {"time": "2026-01-05T08:00:00+08:00", "state": "cleared", "value": "-386.214"}
+
+    def __init__(self, rules: Sequence[RuleConfig], zone: datetime.tzinfo):
+        self.zone = zone
+        titles = [_("time"), _("alarm"), _("state"), _("severity"), _("value"), _("limit")]
+        widest = [self._TYPICAL["time"], max((rule.alarm for rule in rules), key=len, default=""),
+                  self._TYPICAL["state"], max((rule.severity for rule in rules), key=len, default=""),
+                  self._TYPICAL["value"], ""]
+        self._widths = [max(_width(title), _width(cell)) for title, cell in zip(titles, widest, strict=True)]
+        self.header = self._line(titles)
+
+    def line(self, transition: dict[str, Any]) -> str:
+        return self._line([format_ts(transition["ts"], self.zone), transition["alarm"], transition["state"],
+                           str(transition.get("severity") or ""), shown(transition.get("value")),
+                           shown(transition.get("limit"))])
+
+    def _line(self, cells: list[str]) -> str:
+        padded = (cell + " " * (width - _width(cell)) for cell, width in zip(cells, self._widths, strict=True))
+        return "  ".join(padded).rstrip()
 
 
 def _width(text: str) -> int:
     # Chinese headers take two columns each on a terminal.
     return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" else 1 for ch in text)
-
-
-@dataclass
-class Replayed:
-    """What a replay of a trace produced."""
-
-    transitions: list[dict[str, Any]]
-    rows: int
-    #: (sensor, quantity) pairs in the trace that no rule looks at — usually a misspelt sensor id
-    unwatched: list[tuple[str, str]]
-
-
-def replay_trace(config: Config, path: str) -> Replayed:
-    """Replay the trace file at ``path`` through the rules of ``config``, as the agent would have judged it."""
-
-    seen: set[tuple[str, str]] = set()
-    rows = 0
-
-    def noted(readings: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        nonlocal rows
-        for reading in readings:
-            rows += 1
-            seen.add((reading["sensor"], reading["quantity"]))
-            yield reading
-
-    with open_trace(path) as file:
-        engine = RuleEngine(config.rules, timezone=config.gateway.timezone)
-        try:
-            transitions = replay(engine, noted(read_trace(file, name=os.path.basename(path))))
-        except UnicodeDecodeError as exc:
-            # exc.start counts from the decoder's current chunk, not the file: no position is better than a wrong one.
-            raise TraceError(_("{name} is not UTF-8 text ({reason}); save it as UTF-8").format(
-                name=os.path.basename(path), reason=exc.reason)) from None
-        except OSError as exc:
-            raise TraceUnreadable(_('cannot read "{path}": {reason}').format(
-                path=path, reason=exc.strerror or exc), EX_IOERR) from None
-    watched = {(rule.sensor, rule.quantity) for rule in config.rules}
-    return Replayed(transitions, rows, sorted(seen - watched))
