@@ -19,7 +19,6 @@ False
 
 from __future__ import annotations
 
-import codecs
 import csv
 import datetime
 import math
@@ -94,8 +93,6 @@ def trace_lines(file: BinaryIO, path: str) -> Iterator[str]:
     pending = b""
     number = 0
     while chunk := _read(file, path):
-        if number == 0 and not pending:
-            chunk = chunk.removeprefix(codecs.BOM_UTF8)
         *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:
             number += 1
@@ -124,10 +121,11 @@ def _decoded(line: bytes, number: int, name: str) -> str:
         raise TraceError(_("{name} line {line}: longer than {limit} bytes, so not a row of a trace; "
                            "is it the right file?").format(name=name, line=number, limit=MAX_LINE_BYTES))
     try:
-        return line.decode("utf-8")
+        text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise TraceError(_("{name} line {line}: not UTF-8 text (byte {position} of the line); "
                            "save the trace as UTF-8").format(name=name, line=number, position=exc.start + 1)) from None
+    return text.removeprefix("\ufeff") if number == 1 else text  # the byte-order mark some editors put first
 
 
 # --- rows -----------------------------------------------------------------------------------------------
