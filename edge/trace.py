@@ -19,6 +19,7 @@ False
 
 from __future__ import annotations
 
+import collections
 import csv
 import datetime
 import math
@@ -98,8 +99,7 @@ def trace_lines(file: BinaryIO, path: str) -> Iterator[str]:
             number += 1
             yield _decoded(line, number, name)
         if len(pending) > MAX_LINE_BYTES:
-            raise TraceError(_("{name} line {line}: longer than {limit} bytes, so not a row of a trace; "
-                               "is it the right file?").format(name=name, line=number + 1, limit=MAX_LINE_BYTES))
+            raise _too_long(name, number + 1)
     if pending:
         yield _decoded(pending, number + 1, name)
 
@@ -111,6 +111,11 @@ def _read(file: BinaryIO, path: str) -> bytes:
         raise _unreadable(path, exc) from None
 
 
+def _too_long(name: str, line: int) -> TraceError:
+    return TraceError(_("{name} line {line}: longer than {limit} bytes, so not a row of a trace; "
+                        "is it the right file?").format(name=name, line=line, limit=MAX_LINE_BYTES))
+
+
 def _unreadable(path: str, exc: OSError) -> TraceUnreadable:
     return TraceUnreadable(_('cannot read "{path}": {reason}').format(path=path, reason=exc.strerror or exc),
                            EX_IOERR)
@@ -118,8 +123,7 @@ def _unreadable(path: str, exc: OSError) -> TraceUnreadable:
 
 def _decoded(line: bytes, number: int, name: str) -> str:
     if len(line) > MAX_LINE_BYTES:  # a line that ended within the chunk that took it over the limit
-        raise TraceError(_("{name} line {line}: longer than {limit} bytes, so not a row of a trace; "
-                           "is it the right file?").format(name=name, line=number, limit=MAX_LINE_BYTES))
+        raise _too_long(name, number)
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -178,21 +182,27 @@ def _header(rows: Iterator[tuple[int, list[str]]], name: str) -> list[str]:
         raise TraceError(_("{name} is empty; expected a header line \"ts,sensor,quantity,value\"").format(
             name=name)) from None
     columns = [cell.strip().lower() for cell in header]
-    missing = [column for column in REQUIRED_COLUMNS if column not in columns]
-    unknown = [shown_field(column) for column in columns if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-    repeated = sorted({column for column in columns if columns.count(column) > 1})
+    counts = collections.Counter(columns)  # a line of a million commas is a million columns: no quadratic look
+    missing = [column for column in REQUIRED_COLUMNS if column not in counts]
+    unknown = [column for column in counts if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    repeated = sorted(column for column, count in counts.items() if count > 1)
     if missing or unknown or repeated:
         problems = []
         if missing:
             problems.append(_("missing {columns}").format(columns=", ".join(missing)))
         if unknown:
-            problems.append(_("unknown {columns}").format(columns=", ".join(unknown)))
+            problems.append(_("unknown {columns}").format(columns=_listed(unknown)))
         if repeated:
-            problems.append(_("repeated {columns}").format(columns=", ".join(repeated)))
+            problems.append(_("repeated {columns}").format(columns=_listed(repeated)))
         raise TraceError(_("{name} line {line}: bad header ({problems}); expected the columns "
                            "ts,sensor,quantity,value and optionally quality, unit").format(
             name=name, line=line, problems="; ".join(problems)))
     return columns
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    shown = [shown_field(name) or '""' for name in names[:most]]
+    return ", ".join(shown + ["…"] if len(names) > most else shown)
 
 
 def _reading(fields: dict[str, str], where: str) -> dict[str, Any]:

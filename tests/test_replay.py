@@ -96,6 +96,14 @@ def test_a_bad_header_is_refused(header, expected):
     assert message.startswith("t.csv line 1: bad header") and expected in message
 
 
+def test_a_header_of_a_million_columns_is_refused_with_a_short_message():
+    # Checked in linear time and named briefly: repeated or unknown names are listed up to five.
+    assert failure("," * 1_000_000 + "\n") == (
+        't.csv line 1: bad header (missing ts, sensor, quantity, value; unknown ""; repeated ""); '
+        "expected the columns ts,sensor,quantity,value and optionally quality, unit")
+    assert "unknown c0, c1, c2, c3, c4, …);" in failure(HEADER.strip() + "".join(f",c{n}" for n in range(100)) + "\n")
+
+
 def test_an_empty_trace_is_refused():
     assert "t.csv is empty" in failure("")
 
