@@ -91,25 +91,34 @@ def cmd_demo(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from edge.replay import json_line, replay_trace, table
+    from edge.replay import TextTable, TraceReplay, json_line
 
     config = load_config(config_path(args))
-    replayed = replay_trace(config, args.trace)
-    for sensor, quantity in replayed.unwatched:
-        print(_colour(_("warning"), "33", sys.stderr) + ": " + _(
-            "no rule watches {quantity} of sensor {sensor} in the trace").format(quantity=quantity, sensor=sensor),
-            file=sys.stderr)
     zone = zoneinfo.ZoneInfo(config.gateway.timezone)
-    if args.json:
-        for transition in replayed.transitions:
-            print(json_line(transition, zone))
-        return EX_OK
-    if replayed.transitions:
-        print(table(replayed.transitions, zone))
-    print(ngettext("{rows} reading replayed, {count} alarm transitions",
-                   "{rows} readings replayed, {count} alarm transitions", replayed.rows).format(
-        rows=replayed.rows, count=len(replayed.transitions)))
+    table = None if args.json else TextTable(config.rules, zone)
+    replayed = TraceReplay(config, args.trace)
+    # Each line is flushed as it is made: a long trace shows its first alarms at once, and nothing piles up.
+    for transition in replayed:
+        if table is None:
+            print(json_line(transition, zone), flush=True)
+            continue
+        if replayed.transitions == 1:
+            print(table.header)
+        print(table.line(transition), flush=True)
+    for sensor, quantity in replayed.unwatched:
+        _warn(_("no rule watches {quantity} of sensor {sensor} in the trace").format(quantity=quantity, sensor=sensor))
+    if replayed.more_unwatched:
+        _warn(_("more sensors in the trace that no rule watches; only the first {count} are named").format(
+            count=len(replayed.unwatched)))
+    if table is not None:
+        print(ngettext("{rows} reading replayed, {count} alarm transitions",
+                       "{rows} readings replayed, {count} alarm transitions", replayed.rows).format(
+            rows=replayed.rows, count=replayed.transitions))
     return EX_OK
+
+
+def _warn(message: str) -> None:
+    print(_colour(_("warning"), "33", sys.stderr) + ": " + message, file=sys.stderr)
 
 
 def _ask_agent(args, name: str, request_args: dict | None = None) -> dict:
@@ -332,7 +341,9 @@ Without it the file named by LINLI_CONFIG is read, else /etc/linli/edge.toml.
 
 REPLAY_EPILOG = _("""The trace's ts is ISO 8601 with an offset or epoch milliseconds, rows in time order;
 value is a number, true or false. Timers fire at their due times between rows; after
-the last row the clock stops. Exit status 0, 65 for a bad trace, 66 when it is missing.
+the last row the clock stops. Each alarm is printed as soon as the rules raise it, so a
+bad row stops the replay after the alarms of the rows before it. Exit status 0, 65 for
+a bad trace (the message names the line), 66 when it is missing, 74 when it cannot be read.
 example: linli replay --config edge.toml meter-week.csv --json
 """)
 

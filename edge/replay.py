@@ -1,62 +1,32 @@
 """``linli replay``: run the agent's own rules over a recorded trace, with a clock driven by the trace.
 
-A trace is CSV with the header ``ts,sensor,quantity,value`` and optionally
-``quality`` and ``unit`` columns, in any order. ``ts`` is ISO 8601 with a UTC
-offset or epoch milliseconds; ``value`` is a number, ``true``/``false``, or
-empty for a ``bad`` reading. Lines starting with ``#`` and blank lines are
-skipped. Rows must be in time order.
+The trace format and its reading are :mod:`edge.trace`. The replay is the exact
+loop the agent runs, minus the wall clock: before each row, every timer the
+engine has due at or before the row's time fires at its due time, then the row
+is evaluated. After the last row the clock stops.
 
-The replay is the exact loop the agent runs, minus the wall clock: before each
-row, every timer the engine has due at or before the row's time fires at its
-due time, then the row is evaluated. After the last row the clock stops.
-
->>> rows = read_trace(["ts,sensor,quantity,value", "1764201600000,bed-1,presence,false"])
->>> next(rows)["value"]
-False
->>> format_ts(1764201600000, datetime.timezone(datetime.timedelta(hours=8)))
-'2025-11-27T08:00:00+08:00'
+Everything streams: a transition is handed on as soon as the rules produce it,
+and what is kept about the whole trace is counts, so memory stays the same for
+a day of readings or ten years of them.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime
 import json
-import math
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 from edge.config import Config
 from edge.errors import LinliError
-from edge.i18n import _
-from edge.rules import RuleEngine  # the agent's own engine: there is no second implementation
+from edge.i18n import _, ngettext
+from edge.rules import RuleConfig, RuleEngine  # the agent's own engine: there is no second implementation
 from edge.rules.messages import shown
+from edge.trace import format_ts, open_trace, plain_utc, read_trace, shown_field, trace_lines
 
-EX_DATAERR, EX_NOINPUT, EX_IOERR = 65, 66, 74
-
-REQUIRED_COLUMNS = ("ts", "sensor", "quantity", "value")
-OPTIONAL_COLUMNS = ("quality", "unit")
-QUALITIES = ("good", "uncertain", "bad")
-
-#: Epoch milliseconds below this (March 1973) are almost surely epoch *seconds*: refuse rather than replay 1970.
-_EARLIEST_MS = 100_000_000_000
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-
-
-class TraceError(LinliError):
-    """The trace cannot be replayed: a bad header, value or time, or rows out of time order."""
-
-    exit_code = EX_DATAERR
-
-
-class TraceUnreadable(LinliError):
-    """The trace file is missing or cannot be read; ``exit_code`` is 66 (no input) or 74 (I/O error)."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+#: Sensors no rule watches are named up to this many; a trace full of stray ids needs no list as long.
+MAX_UNWATCHED_NAMED = 20
 
 
 class Engine(Protocol):
@@ -69,198 +39,83 @@ class Engine(Protocol):
     def next_due(self) -> int | None: ...
 
 
-# --- reading a trace -------------------------------------------------------------------------------------
-def open_trace(path: str) -> TextIO:
-    """Open ``path`` as text (a byte-order mark is skipped); raise :class:`TraceUnreadable` when it cannot be."""
-    try:
-        return open(path, encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise TraceUnreadable(_('no such file "{path}"').format(path=path), EX_NOINPUT) from None
-    except IsADirectoryError:
-        raise TraceUnreadable(_('expected a file, "{path}" is a directory').format(path=path), EX_NOINPUT) from None
-    except PermissionError:
-        raise TraceUnreadable(_('cannot read "{path}": permission denied').format(path=path), EX_NOINPUT) from None
-    except OSError as exc:
-        raise TraceUnreadable(_('cannot read "{path}": {reason}').format(path=path, reason=exc.strerror or exc),
-                              EX_IOERR) from None
+class ReplayStopped(LinliError):
+    """A replay failed after it had already handed on transitions; says so beside the cause, exits as the cause."""
 
-
-def read_trace(lines: Iterable[str], name: str = "trace") -> Iterator[dict[str, Any]]:
-    """Yield one reading record per data row of a trace, checking values and time order as it goes.
-
-    Errors name ``name`` and the line: ``trace.csv line 7: …``.
-    """
-    rows = _rows(lines, name)
-    columns = _header(rows, name)
-    previous_ts: int | None = None
-    previous_line = 0
-    for line, row in rows:
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        where = _("{name} line {line}").format(name=name, line=line)
-        if len(row) != len(columns):
-            raise TraceError(_("{where}: expected {expected} fields like the header, got {count}").format(
-                where=where, expected=len(columns), count=len(row)))
-        fields = dict(zip(columns, (cell.strip() for cell in row), strict=True))
-        record = _reading(fields, where)
-        if previous_ts is not None and record["ts"] < previous_ts:
-            raise TraceError(_("{where}: rows must be in time order, but {ts} is earlier than {previous} "
-                               "on line {previous_line}").format(
-                where=where, ts=fields["ts"], previous=_plain_utc(previous_ts), previous_line=previous_line))
-        previous_ts, previous_line = record["ts"], line
-        yield record
-
-
-def _rows(lines: Iterable[str], name: str) -> Iterator[tuple[int, list[str]]]:
-    """``(line, fields)`` of each CSV row; a row the csv module refuses (a field over its limit) is a TraceError."""
-    source = _CommentCounter(lines)
-    reader = csv.reader(source)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise TraceError(_("{name} line {line}: not readable as CSV ({reason})").format(
-                name=name, line=reader.line_num + source.skipped, reason=exc)) from None
-        # csv counts the lines it was given; count the comment lines dropped before it back in.
-        yield reader.line_num + source.skipped, row
-
-
-def _header(rows: Iterator[tuple[int, list[str]]], name: str) -> list[str]:
-    try:
-        _line, header = next(rows)
-    except StopIteration:
-        raise TraceError(_("{name} is empty; expected a header line \"ts,sensor,quantity,value\"").format(
-            name=name)) from None
-    columns = [cell.strip().lower() for cell in header]
-    missing = [column for column in REQUIRED_COLUMNS if column not in columns]
-    unknown = [column for column in columns if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-    repeated = sorted({column for column in columns if columns.count(column) > 1})
-    if missing or unknown or repeated:
-        problems = []
-        if missing:
-            problems.append(_("missing {columns}").format(columns=", ".join(missing)))
-        if unknown:
-            problems.append(_("unknown {columns}").format(columns=", ".join(unknown)))
-        if repeated:
-            problems.append(_("repeated {columns}").format(columns=", ".join(repeated)))
-        raise TraceError(_("{name} line 1: bad header ({problems}); expected the columns "
-                           "ts,sensor,quantity,value and optionally quality, unit").format(
-            name=name, problems="; ".join(problems)))
-    return columns
-
-
-def _reading(fields: dict[str, str], where: str) -> dict[str, Any]:
-    for column in ("sensor", "quantity"):
-        if not fields[column]:
-            raise TraceError(_("{where}: {column} is empty").format(where=where, column=column))
-    quality = fields.get("quality") or "good"
-    if quality not in QUALITIES:
-        raise TraceError(_("{where}: quality must be good, uncertain or bad, got \"{value}\"").format(
-            where=where, value=quality))
-    record: dict[str, Any] = {
-        "kind": "reading",
-        "sensor": fields["sensor"],
-        "quantity": fields["quantity"],
-        "value": _value(fields["value"], quality, where),
-        "quality": quality,
-        "ts": parse_ts(fields["ts"], where),
-    }
-    if fields.get("unit"):
-        record["unit"] = fields["unit"]
-    return record
-
-
-def _value(text: str, quality: str, where: str) -> float | bool | None:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if not text:
-        if quality == "bad":  # a failed read has no value, exactly as the agent records it
-            return None
-        raise TraceError(_("{where}: value is empty; only a reading of quality bad may have no value").format(
-            where=where))
-    try:
-        number = float(text)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        raise TraceError(_("{where}: value must be a number, true or false, got \"{value}\"").format(
-            where=where, value=text))
-    return number
-
-
-def parse_ts(text: str, where: str = "ts") -> int:
-    """Epoch milliseconds from ``text``: digits (epoch ms) or ISO 8601 with a UTC offset.
-
-    >>> parse_ts("2026-01-05T08:00:00+08:00")
-    1767571200000
-    >>> parse_ts("1767571200000")
-    1767571200000
-    """
-    if text.isdigit():
-        value = int(text)
-        if value < _EARLIEST_MS:
-            raise TraceError(_("{where}: ts {value} would be before 1973 as epoch milliseconds; "
-                               "epoch seconds must be multiplied by 1000").format(where=where, value=text))
-        return value
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise TraceError(_("{where}: ts must be ISO 8601 with a UTC offset (2026-01-05T08:00:00+08:00) "
-                           "or epoch milliseconds, got \"{value}\"").format(where=where, value=text)) from None
-    if moment.utcoffset() is None:
-        raise TraceError(_("{where}: ts \"{value}\" has no UTC offset; add one like +08:00 or Z").format(
-            where=where, value=text))
-    return (moment - _EPOCH) // datetime.timedelta(milliseconds=1)
-
-
-def _plain_utc(ts: int) -> str:
-    return format_ts(ts, datetime.timezone.utc)
-
-
-class _CommentCounter:
-    """Lines of a file without ``#`` comments, counting what it dropped so line numbers stay the file's own."""
-
-    def __init__(self, lines: Iterable[str]):
-        self._lines = iter(lines)
-        self.skipped = 0
-
-    def __iter__(self) -> Iterator[str]:
-        for line in self._lines:
-            if line.startswith("#"):
-                self.skipped += 1
-                continue
-            yield line
+    def __init__(self, cause: LinliError, transitions: int):
+        super().__init__(str(cause) + "\n  " + ngettext(
+            "the replay stopped there: the {count} alarm transition written before comes from the rows before it",
+            "the replay stopped there: the {count} alarm transitions written before come from the rows before it",
+            transitions).format(count=transitions))
+        self.exit_code = cause.exit_code
 
 
 # --- the replay itself -----------------------------------------------------------------------------------
-def replay(engine: Engine, readings: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every transition ``engine`` produces for ``readings``, in order; timers fire at their due times."""
-    transitions: list[dict[str, Any]] = []
+def replay(engine: Engine, readings: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Each transition ``engine`` produces for ``readings``, in order, as soon as it is produced.
+
+    Timers fire at their due times, before the first row at or after them.
+    """
     for reading in readings:
         now = reading["ts"]
         due = engine.next_due()
         while due is not None and due <= now:
-            transitions.extend(engine.tick(due))
+            yield from engine.tick(due)
             following = engine.next_due()
             if following is not None and following <= due:
                 # A timer that stays due after firing would spin forever; say so instead of hanging.
                 raise LinliError(_("the rules engine kept a timer due at {due} after firing it").format(
-                    due=_plain_utc(due)))
+                    due=plain_utc(due)))
             due = following
-        transitions.extend(engine.evaluate(reading))
-    return transitions
+        yield from engine.evaluate(reading)
+
+
+class TraceReplay:
+    """The trace file at ``path`` replayed through the rules of ``config``: iterate for its transitions.
+
+    The file is opened and read as the iteration goes; the tally (``rows``,
+    ``transitions``, ``unwatched``) grows with it and is complete once it ends.
+    """
+
+    def __init__(self, config: Config, path: str):
+        self.config = config
+        self.path = path
+        self.rows = 0
+        self.transitions = 0
+        #: (sensor, quantity) pairs in the trace no rule looks at — usually a misspelt sensor id — as messages
+        #: show them, the first :data:`MAX_UNWATCHED_NAMED` of them; ``more_unwatched`` when there were others.
+        self.unwatched: list[tuple[str, str]] = []
+        self.more_unwatched = False
+        self._watched = {(rule.sensor, rule.quantity) for rule in config.rules}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        engine = RuleEngine(self.config.rules, timezone=self.config.gateway.timezone)
+        with open_trace(self.path) as file:
+            readings = read_trace(trace_lines(file, self.path), name=os.path.basename(self.path))
+            try:
+                for transition in replay(engine, self._tallied(readings)):
+                    self.transitions += 1
+                    yield transition
+            except LinliError as exc:
+                if self.transitions:
+                    raise ReplayStopped(exc, self.transitions) from None
+                raise
+
+    def _tallied(self, readings: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for reading in readings:
+            self.rows += 1
+            pair = (reading["sensor"], reading["quantity"])
+            if pair not in self._watched and not self.more_unwatched:
+                named = (shown_field(pair[0]), shown_field(pair[1]))
+                if named not in self.unwatched:
+                    if len(self.unwatched) < MAX_UNWATCHED_NAMED:
+                        self.unwatched.append(named)
+                    else:
+                        self.more_unwatched = True
+            yield reading
 
 
 # --- output ---------------------------------------------------------------------------------------------
-def format_ts(ts: int, zone: datetime.tzinfo) -> str:
-    """ISO 8601 in ``zone`` with its offset; milliseconds only when there are some."""
-    moment = (_EPOCH + datetime.timedelta(milliseconds=ts)).astimezone(zone)
-    return moment.isoformat(timespec="milliseconds" if ts % 1000 else "seconds")
-
-
 def json_line(transition: dict[str, Any], zone: datetime.tzinfo) -> str:
     """One transition as ``linli replay --json`` prints it."""
     return json.dumps({
@@ -273,55 +128,36 @@ def json_line(transition: dict[str, Any], zone: datetime.tzinfo) -> str:
     }, ensure_ascii=False)
 
 
-def table(transitions: list[dict[str, Any]], zone: datetime.tzinfo) -> str:
-    """The transitions as an aligned text table, one per line, under a header."""
-    header = [_("time"), _("alarm"), _("state"), _("severity"), _("value"), _("limit")]
-    rows = [[format_ts(t["ts"], zone), t["alarm"], t["state"], str(t.get("severity") or ""),
-             shown(t.get("value")), shown(t.get("limit"))] for t in transitions]
-    widths = [max(_width(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = ("  ".join(cell + " " * (width - _width(cell)) for cell, width in zip(row, widths, strict=True))
-             for row in [header, *rows])
-    return "\n".join(line.rstrip() for line in lines)
+class TextTable:
+    """Transitions as aligned text, one line each as it comes.
+
+    The widths are set before the first line from what the rules can produce (their
+    alarm names and severities, a time to the second, a six-digit value); a longer
+    cell, such as a time with milliseconds, takes the room it needs on its own line.
+    """
+
+    #: The widest cells a replay usually makes in the columns whose content the rules do not name.
+    _TYPICAL = {"time": "2026-01-05T08:00:00+08:00", "state": "cleared", "value": "-386.214"}
+
+    def __init__(self, rules: Sequence[RuleConfig], zone: datetime.tzinfo):
+        self.zone = zone
+        titles = [_("time"), _("alarm"), _("state"), _("severity"), _("value"), _("limit")]
+        widest = [self._TYPICAL["time"], max((rule.alarm for rule in rules), key=len, default=""),
+                  self._TYPICAL["state"], max((rule.severity for rule in rules), key=len, default=""),
+                  self._TYPICAL["value"], ""]
+        self._widths = [max(_width(title), _width(cell)) for title, cell in zip(titles, widest, strict=True)]
+        self.header = self._line(titles)
+
+    def line(self, transition: dict[str, Any]) -> str:
+        return self._line([format_ts(transition["ts"], self.zone), transition["alarm"], transition["state"],
+                           str(transition.get("severity") or ""), shown(transition.get("value")),
+                           shown(transition.get("limit"))])
+
+    def _line(self, cells: list[str]) -> str:
+        padded = (cell + " " * (width - _width(cell)) for cell, width in zip(cells, self._widths, strict=True))
+        return "  ".join(padded).rstrip()
 
 
 def _width(text: str) -> int:
     # Chinese headers take two columns each on a terminal.
     return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" else 1 for ch in text)
-
-
-@dataclass
-class Replayed:
-    """What a replay of a trace produced."""
-
-    transitions: list[dict[str, Any]]
-    rows: int
-    #: (sensor, quantity) pairs in the trace that no rule looks at — usually a misspelt sensor id
-    unwatched: list[tuple[str, str]]
-
-
-def replay_trace(config: Config, path: str) -> Replayed:
-    """Replay the trace file at ``path`` through the rules of ``config``, as the agent would have judged it."""
-
-    seen: set[tuple[str, str]] = set()
-    rows = 0
-
-    def noted(readings: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        nonlocal rows
-        for reading in readings:
-            rows += 1
-            seen.add((reading["sensor"], reading["quantity"]))
-            yield reading
-
-    with open_trace(path) as file:
-        engine = RuleEngine(config.rules, timezone=config.gateway.timezone)
-        try:
-            transitions = replay(engine, noted(read_trace(file, name=os.path.basename(path))))
-        except UnicodeDecodeError as exc:
-            # exc.start counts from the decoder's current chunk, not the file: no position is better than a wrong one.
-            raise TraceError(_("{name} is not UTF-8 text ({reason}); save it as UTF-8").format(
-                name=os.path.basename(path), reason=exc.reason)) from None
-        except OSError as exc:
-            raise TraceUnreadable(_('cannot read "{path}": {reason}').format(
-                path=path, reason=exc.strerror or exc), EX_IOERR) from None
-    watched = {(rule.sensor, rule.quantity) for rule in config.rules}
-    return Replayed(transitions, rows, sorted(seen - watched))

@@ -11,7 +11,8 @@ import zoneinfo
 
 import pytest
 
-from edge.replay import TraceError, format_ts, parse_ts, read_trace, replay
+from edge.replay import replay
+from edge.trace import MAX_LINE_BYTES, TraceError, format_ts, parse_ts, read_trace, trace_lines
 from edge.rules import RuleConfig, RuleEngine
 from tests.test_rules_scenarios import ROOT, gateway_config
 
@@ -73,7 +74,7 @@ def test_rows_out_of_time_order_name_both_lines_counting_comments():
     (f"{T0},m1,volume,inf", 'got "inf"'),
     (f"{T0},m1,volume,", "value is empty; only a reading of quality bad may have no value"),
     (f"{T0},,volume,1", "sensor is empty"),
-    (f"{T0},m1,volume", "expected 4 fields like the header, got 3"),
+    (f"{T0},m1,volume", "expected 4 fields like the header (ts,sensor,quantity,value), got 3"),
 ])
 def test_a_bad_row_is_refused_with_its_line_number(line, expected):
     message = failure(HEADER + f"{T0},m1,volume,1\n" + line + "\n")
@@ -95,8 +96,77 @@ def test_a_bad_header_is_refused(header, expected):
     assert message.startswith("t.csv line 1: bad header") and expected in message
 
 
+def test_a_header_of_a_million_columns_is_refused_with_a_short_message():
+    # Checked in linear time and named briefly: repeated or unknown names are listed up to five.
+    assert failure("," * 1_000_000 + "\n") == (
+        't.csv line 1: bad header (missing ts, sensor, quantity, value; unknown ""; repeated ""); '
+        "expected the columns ts,sensor,quantity,value and optionally quality, unit")
+    assert "unknown c0, c1, c2, c3, c4, …);" in failure(HEADER.strip() + "".join(f",c{n}" for n in range(100)) + "\n")
+
+
 def test_an_empty_trace_is_refused():
     assert "t.csv is empty" in failure("")
+
+
+@pytest.mark.parametrize(("ts", "expected"), [
+    ("99999999999999999", 'ts "99999999999999999" is not between 1973 and 9000'),
+    ("9" * 5000, 'ts "' + "9" * 40 + '…" is not between 1973 and 9000'),  # more digits than int() takes
+    ("1900-01-01T00:00:00Z", 'ts "1900-01-01T00:00:00Z" is not between 1973 and 9000'),
+    ("0001-01-01T00:00:00+08:00", 'ts "0001-01-01T00:00:00+08:00" is not between 1973 and 9000'),
+    ("\u00b2", 'ts must be ISO 8601 with a UTC offset (2026-01-05T08:00:00+08:00) or epoch milliseconds, got "\u00b2"'),
+])
+def test_a_time_no_meter_recorded_is_refused(ts, expected):
+    assert failure(HEADER + f"{ts},m1,volume,1\n").startswith(f"t.csv line 2: {expected}")
+
+
+def test_a_field_in_a_message_is_cut_short_with_its_control_characters_escaped():
+    message = failure(HEADER + f'{T0},m1,volume,"1\x1b[2J' + "x" * 100 + '"\n')
+    assert message == 't.csv line 2: value must be a number, true or false, got "1\\x1b[2J' + "x" * 35 + '…"'
+
+
+@pytest.mark.parametrize("after", [f"{T0},m1,volume,2\n", "# a comment\n", ""])
+def test_a_quoted_field_left_open_is_refused_on_its_own_line(after):
+    # Left open, it would swallow every line after it into one field.
+    assert failure(HEADER + f'{T0},m1,volume,"1\n' + after) == (
+        't.csv line 2: a quoted field is not closed on its line; is a " missing?')
+
+
+def test_a_header_after_comment_lines_is_named_by_its_own_line():
+    assert failure("# exported by the meter tool\n# 2026-01\nts,sensor,value\n").startswith(
+        "t.csv line 3: bad header (missing quantity)")
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_read_as_plain_lines():
+    data = b"\xef\xbb\xbf" + (HEADER + f"{T0},m1,volume,1.5\n").replace("\n", "\r\n").encode()
+    found = list(read_trace(trace_lines(io.BytesIO(data), "traces/t.csv"), name="t.csv"))
+    assert [(r["sensor"], r["value"], r["ts"]) for r in found] == [("m1", 1.5, T0)]
+
+
+def test_bytes_that_are_not_utf8_are_named_by_line_and_byte():
+    with pytest.raises(TraceError) as caught:
+        list(trace_lines(io.BytesIO(b"ts\nok\nab\xffc\n"), "traces/t.csv"))
+    assert str(caught.value) == "t.csv line 3: not UTF-8 text (byte 3 of the line); save the trace as UTF-8"
+
+
+class EndlessLine:
+    """A trace whose second line never ends; counts the bytes it hands out."""
+
+    def __init__(self):
+        self.given = 0
+
+    def read(self, size: int) -> bytes:
+        chunk = HEADER.encode() if self.given == 0 else b"7" * size
+        self.given += len(chunk)
+        return chunk
+
+
+def test_an_overlong_line_is_refused_without_reading_the_rest_of_it():
+    source = EndlessLine()
+    with pytest.raises(TraceError) as caught:
+        list(trace_lines(source, "t.csv"))
+    assert str(caught.value) == (
+        f"t.csv line 2: longer than {MAX_LINE_BYTES} bytes, so not a row of a trace; is it the right file?")
+    assert source.given <= len(HEADER) + MAX_LINE_BYTES + 64 * 1024
 
 
 def test_timestamps_round_trip_in_the_gateway_zone():
@@ -118,12 +188,13 @@ def reading(ts: int, value: float = 1.0, sensor: str = "m1") -> dict:
 
 def test_timers_fire_at_their_due_time_between_rows():
     # m1 reports at T0, then only m2 reports: the stale timer is due at T0+60 s, found by the row at T0+95 s.
-    found = replay(stale_engine(), [reading(T0), reading(T0 + 30_000, sensor="m2"), reading(T0 + 95_000, sensor="m2")])
+    found = list(replay(stale_engine(),
+                        [reading(T0), reading(T0 + 30_000, sensor="m2"), reading(T0 + 95_000, sensor="m2")]))
     assert [(t["alarm"], t["state"], t["ts"]) for t in found] == [("m1/silent", "raised", T0 + 60_000)]
 
 
 def test_the_clock_stops_at_the_last_row():
-    assert replay(stale_engine(), [reading(T0), reading(T0 + 59_999, sensor="m2")]) == []
+    assert list(replay(stale_engine(), [reading(T0), reading(T0 + 59_999, sensor="m2")])) == []
 
 
 def test_a_timer_due_exactly_at_a_row_fires_before_that_row_is_judged():
@@ -132,7 +203,7 @@ def test_a_timer_due_exactly_at_a_row_fires_before_that_row_is_judged():
     probe.evaluate(reading(T0))
     due = probe.next_due()
     assert due is not None and due > T0
-    found = replay(stale_engine(), [reading(T0), reading(due)])
+    found = list(replay(stale_engine(), [reading(T0), reading(due)]))
     assert [(t["state"], t["ts"]) for t in found] == [("raised", due), ("cleared", due)]
 
 
@@ -190,25 +261,30 @@ def test_a_missing_trace_exits_66_without_a_traceback(tmp_path):
     assert run("replay", "--config", str(config), str(tmp_path)).returncode == 66
 
 
-def test_a_trace_out_of_order_exits_65_naming_the_line_and_prints_no_alarm(tmp_path):
+def test_a_trace_out_of_order_stops_at_its_line_and_says_what_was_written_before(tmp_path):
+    # Transitions are written as they happen, so those of the rows before the bad one are out already;
+    # the message says the replay stopped there, so nobody takes them for the whole trace's.
     config = gateway_config(tmp_path, STALE_RULE)
     trace = tmp_path / "trace.csv"
     trace.write_text(TRACE + "2026-01-05T09:00:00+08:00,flat-302-water,volume,386.215\n")
     proc = run("replay", "--config", str(config), str(trace), "--json")
     assert proc.returncode == 65
-    assert "trace.csv line 5: rows must be in time order" in proc.stderr and "Traceback" not in proc.stderr
-    assert proc.stdout == "", "an alarm list from half a trace would mislead"
+    assert [json.loads(line)["state"] for line in proc.stdout.splitlines()] == ["raised", "cleared"]
+    assert proc.stderr.splitlines() == [
+        "error: trace.csv line 5: rows must be in time order, but 2026-01-05T09:00:00+08:00 is earlier than "
+        "2026-01-05T01:45:00+00:00 on line 4",
+        "  the replay stopped there: the 2 alarm transitions written before come from the rows before it",
+    ]
 
 
-def test_a_field_over_the_csv_limit_exits_65_naming_its_line(tmp_path):
+def test_the_table_stops_without_a_total_when_a_row_is_bad(tmp_path):
     config = gateway_config(tmp_path, STALE_RULE)
     trace = tmp_path / "trace.csv"
-    trace.write_text(HEADER + "# a comment, counted as a line\n"
-                     + "1767571200000,flat-302-water,volume," + "7" * 200_000 + "\n")
+    trace.write_text(TRACE + "2026-01-05T10:00:00+08:00,flat-302-water,volume,lots\n")
     proc = run("replay", "--config", str(config), str(trace))
-    assert proc.returncode == 65, proc.stderr
-    assert "trace.csv line 3: not readable as CSV (field larger than field limit" in proc.stderr
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert proc.returncode == 65
+    assert [line.split()[2] for line in proc.stdout.splitlines()] == ["state", "raised", "cleared"]
+    assert 'trace.csv line 5: value must be a number, true or false, got "lots"' in proc.stderr
 
 
 def test_a_header_over_the_csv_limit_exits_65():
@@ -216,12 +292,52 @@ def test_a_header_over_the_csv_limit_exits_65():
         list(read_trace(io.StringIO("ts," + "x" * 200_000 + "\n"), name="t.csv"))
 
 
-def test_a_trace_that_is_not_utf8_exits_65(tmp_path):
+TOO_LONG = HEADER + "7" * (2 * MAX_LINE_BYTES) + "\n"
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (HEADER + f"{T0},flat-302-water,volume\n",
+     "line 2: expected 4 fields like the header (ts,sensor,quantity,value), got 3"),
+    (HEADER + f"{T0},flat-302-water,volume,12,5\n",
+     "line 2: expected 4 fields like the header (ts,sensor,quantity,value), got 5"),
+    (HEADER + f"{T0},flat-302-water,volume,12.5m3\n", 'line 2: value must be a number, true or false, got "12.5m3"'),
+    ("ts,sensor,quantity,value,quality\n" f"{T0},flat-302-water,volume,1,ok\n",
+     'line 2: quality must be good, uncertain or bad, got "ok"'),
+    (HEADER + f"{T0},flat-302-water,volume,1\n{T0 - 1000},flat-302-water,volume,1\n",
+     f"line 3: rows must be in time order, but {T0 - 1000} is earlier than 2026-01-05T00:00:00+00:00 on line 2"),
+    (HEADER + "2026-01-05T08:00,flat-302-water,volume,1\n",
+     'line 2: ts "2026-01-05T08:00" has no UTC offset; add one like +08:00 or Z'),
+    (HEADER.encode() + b"\xff\xfe1,m1,volume,1\n",
+     "line 2: not UTF-8 text (byte 1 of the line); save the trace as UTF-8"),
+    (HEADER + f'{T0},flat-302-water,volume,"1\n', 'line 2: a quoted field is not closed on its line; is a " missing?'),
+    (HEADER + "# a comment, counted as a line\n" + f"{T0},flat-302-water,volume," + "7" * 200_000 + "\n",
+     "line 3: not readable as CSV (field larger than field limit (131072))"),
+    (TOO_LONG, f"line 2: longer than {MAX_LINE_BYTES} bytes, so not a row of a trace; is it the right file?"),
+], ids=["few-fields", "many-fields", "number", "quality", "time-order", "no-offset", "not-utf8", "open-quote",
+        "csv-field-limit", "long-line"])
+def test_every_bad_row_exits_65_naming_its_line_and_writes_nothing_else(tmp_path, content, expected):
     config = gateway_config(tmp_path, STALE_RULE)
     trace = tmp_path / "trace.csv"
-    trace.write_bytes(b"ts,sensor,quantity,value\n\xff\xfe1,m1,volume,1\n")
+    trace.write_bytes(content if isinstance(content, bytes) else content.encode())
     proc = run("replay", "--config", str(config), str(trace))
-    assert proc.returncode == 65 and "not UTF-8" in proc.stderr
+    assert (proc.returncode, proc.stderr, proc.stdout) == (65, f"error: trace.csv {expected}\n", "")
+
+
+def test_a_file_that_cannot_be_read_exits_74_naming_it(tmp_path):
+    config = gateway_config(tmp_path, STALE_RULE)
+    # The kernel answers any read at the start of a process's own memory file with EIO.
+    proc = run("replay", "--config", str(config), "/proc/self/mem")
+    assert (proc.returncode, proc.stderr) == (74, 'error: cannot read "/proc/self/mem": Input/output error\n')
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_a_file_without_read_permission_exits_74_naming_it(tmp_path):
+    config = gateway_config(tmp_path, STALE_RULE)
+    trace = tmp_path / "trace.csv"
+    trace.write_text(TRACE)
+    trace.chmod(0)
+    proc = run("replay", "--config", str(config), str(trace))
+    assert (proc.returncode, proc.stderr) == (74, f'error: cannot read "{trace}": permission denied\n')
 
 
 def test_a_bad_config_exits_78(tmp_path):

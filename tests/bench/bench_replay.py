@@ -1,6 +1,6 @@
-"""How fast ``linli replay`` runs a year of one water meter; prints figures, asserts nothing.
+"""How fast ``linli replay`` runs a year of one water meter, and how much memory long traces need; asserts nothing.
 
-Run: ``python tests/bench/bench_replay.py [--repeat N]``
+Run: ``python tests/bench/bench_replay.py [--repeat N] [--rows 10000,100000,1000000]``
 
 The trace is 35,040 rows — a reading every 15 minutes for 365 days — of a senior's
 meter: water in the morning, at noon and in the evening, a leak for two days in
@@ -9,9 +9,15 @@ spring, a week away in summer. The config carries the community's four meter rul
 meter), so every row goes through every timer and bin.
 
 Figures (median of ``--repeat`` runs, default 3):
-- ``in-process``: :func:`edge.replay.replay_trace` — reading the CSV and running the rules;
+- ``in-process``: :class:`edge.replay.TraceReplay` — reading the CSV and running the rules;
 - ``rules only``: the same readings already parsed, through :func:`edge.replay.replay`;
 - ``command``: ``python -m edge.cli replay --json`` end to end, interpreter start included.
+
+Then, once each, the memory a long trace needs: for each of ``--rows``, a trace of the
+pump pressure swinging across two limits every minute (two transitions a row) replayed
+by ``linli replay`` (table and ``--json``) in a child process whose output is read as it
+comes; printed are its peak resident memory (VmHWM from its own /proc/self/status) and
+the wall time, interpreter start included.
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 from edge.config import load_config
-from edge.replay import read_trace, replay, replay_trace
+from edge.replay import TraceReplay, replay
 from edge.rules import RuleEngine
+from edge.trace import read_trace
+from tests.replay_helpers import FLAPPING_CONFIG, measured_linli, write_flapping_trace
 
 ROWS = 365 * 96
 START = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=8)))
@@ -108,9 +118,31 @@ def median_seconds(run, repeat: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def count(iterable) -> int:
+    return sum(1 for _ in iterable)
+
+
+def long_traces(folder: Path, rows: list[int]) -> None:
+    """Peak memory and time of ``linli replay`` on traces of ``rows`` rows, two transitions each."""
+    config_path = folder / "pump.toml"
+    config_path.write_text(FLAPPING_CONFIG)
+    print("long traces, two transitions a row: rows, output, peak RSS (VmHWM), wall time")
+    for size in rows:
+        trace_path = folder / f"flapping-{size}.csv"
+        write_flapping_trace(trace_path, size)
+        for extra in ((), ("--json",)):
+            run = measured_linli(folder / "peak", "replay", "--config", str(config_path), str(trace_path), *extra)
+            shown = "--json" if extra else "table"
+            print(f"  {size:>9,} rows  {shown:<6}  exit {run.returncode}, {run.lines:,} lines, "
+                  f"peak {run.peak_kib / 1024:.1f} MiB, {run.seconds:.1f} s")
+        trace_path.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rows", default="10000,100000,1000000",
+                        help="lengths of the long traces, comma-separated (default: %(default)s)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         config_path, trace_path = Path(folder) / "edge.toml", Path(folder) / "year.csv"
@@ -118,20 +150,27 @@ def main() -> None:
         write_trace(trace_path)
         config = load_config(config_path)
 
-        seconds, replayed = median_seconds(lambda: replay_trace(config, str(trace_path)), args.repeat)
-        print(f"in-process: {replayed.rows} rows, {len(replayed.transitions)} transitions in {seconds:.3f} s "
+        def in_process() -> TraceReplay:
+            replayed = TraceReplay(config, str(trace_path))
+            count(replayed)
+            return replayed
+
+        seconds, replayed = median_seconds(in_process, args.repeat)
+        print(f"in-process: {replayed.rows} rows, {replayed.transitions} transitions in {seconds:.3f} s "
               f"({replayed.rows / seconds:,.0f} rows/s)")
 
         with open(trace_path) as file:
             readings = list(read_trace(file))
         seconds, found = median_seconds(
-            lambda: replay(RuleEngine(config.rules, timezone=config.gateway.timezone), readings), args.repeat)
+            lambda: count(replay(RuleEngine(config.rules, timezone=config.gateway.timezone), readings)), args.repeat)
         print(f"rules only: {len(readings)} readings in {seconds:.3f} s ({len(readings) / seconds:,.0f} readings/s)")
 
         command = [sys.executable, "-m", "edge.cli", "replay", "--config", str(config_path), str(trace_path), "--json"]
         seconds, proc = median_seconds(lambda: subprocess.run(command, capture_output=True, text=True), args.repeat)
         print(f"command:    exit {proc.returncode}, {len(proc.stdout.splitlines())} lines in {seconds:.3f} s "
               "(python start-up included)")
+
+        long_traces(Path(folder), [int(size) for size in args.rows.split(",")])
 
 
 if __name__ == "__main__":
