@@ -16,6 +16,11 @@ Two things that look odd are outboxes all the same:
   header page is only copied into the main file at the first checkpoint, so a
   running or killed agent's fresh outbox looks like this). The application id is set
   in the same transaction as the schema, so no outbox ever has a schema without it.
+  Another program's database in the same state cannot be told apart by its header;
+  the outbox refuses it when it opens it and finds tables that are not its own.
+
+An outbox of a newer schema version than this one knows (``user_version`` at offset
+60) is described too: this version would refuse it.
 
 >>> import tempfile, os
 >>> with tempfile.TemporaryDirectory() as tmp:
@@ -33,13 +38,14 @@ import os
 import stat
 from dataclasses import dataclass
 
-from buffer.store import APPLICATION_ID
+from buffer.store import APPLICATION_ID, SCHEMA_VERSION
 
 #: The first 16 bytes of every SQLite 3 database file.
 SQLITE_MAGIC = b"SQLite format 3\x00"
 #: The database header: everything looked at is in it.
 HEADER_BYTES = 100
 _SCHEMA_COOKIE_AT = 40
+_USER_VERSION_AT = 60
 _APPLICATION_ID_AT = 68
 
 #: What :attr:`Foreign.kind` may be, each with its English description.
@@ -55,20 +61,23 @@ _DESCRIPTIONS = {
     "binary": "a file of {size} bytes that is not an SQLite database",
     "truncated-sqlite": "a truncated SQLite file of {size} bytes",
     "sqlite": "an SQLite database of another program (application_id {application_id:#010x})",
+    "newer-outbox": "an outbox of a newer version of linli-edge (schema version {version})",
 }
 
 
 @dataclass(frozen=True)
 class Foreign:
-    """Something at a path that is not an outbox: ``kind`` (a key of the descriptions), its size, its app id."""
+    """What stands at a path instead of an outbox this version can use: ``kind`` (see the descriptions) and facts."""
 
     kind: str
     size: int | None = None
     application_id: int | None = None
+    version: int | None = None
 
     def describe(self) -> str:
         """A short English description, e.g. ``a text file of 1523 bytes``."""
-        return _DESCRIPTIONS[self.kind].format(size=self.size, application_id=self.application_id)
+        return _DESCRIPTIONS[self.kind].format(size=self.size, application_id=self.application_id,
+                                               version=self.version)
 
 
 def kind_of_mode(mode: int) -> str | None:
@@ -129,9 +138,11 @@ def _judge_header(header: bytes, size: int) -> Foreign | None:
         return Foreign("text" if _looks_like_text(header) else "binary", size)
     if len(header) < HEADER_BYTES:
         return Foreign("truncated-sqlite", size)
-    application_id = int.from_bytes(header[_APPLICATION_ID_AT:_APPLICATION_ID_AT + 4], "big")
-    schema_cookie = int.from_bytes(header[_SCHEMA_COOKIE_AT:_SCHEMA_COOKIE_AT + 4], "big")
-    if application_id == APPLICATION_ID or (application_id == 0 and schema_cookie == 0):
+    application_id, schema_cookie, version = (int.from_bytes(header[at:at + 4], "big") for at in (
+        _APPLICATION_ID_AT, _SCHEMA_COOKIE_AT, _USER_VERSION_AT))
+    if application_id == APPLICATION_ID:
+        return None if version <= SCHEMA_VERSION else Foreign("newer-outbox", size, version=version)
+    if application_id == 0 and schema_cookie == 0:
         return None
     return Foreign("sqlite", size, application_id)
 

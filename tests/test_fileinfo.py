@@ -14,7 +14,7 @@ import pytest
 
 from buffer.fileinfo import HEADER_BYTES, describe_foreign, foreign
 from buffer.outbox import Outbox, Priority
-from buffer.store import APPLICATION_ID
+from buffer.store import APPLICATION_ID, SCHEMA_VERSION
 from tests.untouched import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +94,17 @@ def test_another_programs_sqlite_database_is_described_with_its_application_id(t
     path = another_programs_database(tmp_path / "contacts.db", application_id)
     assert describe_foreign(path) == f"an SQLite database of another program (application_id {shown})"
     assert foreign(path).application_id == application_id
+
+
+def test_an_outbox_of_a_newer_schema_is_described_for_this_version_would_refuse_it(tmp_path):
+    conn = sqlite3.connect(tmp_path / "outbox.db")
+    conn.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY)")
+    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    assert describe_foreign(tmp_path / "outbox.db") == (
+        f"an outbox of a newer version of linli-edge (schema version {SCHEMA_VERSION + 1})")
 
 
 def test_folders_fifos_sockets_and_devices_are_described_without_being_opened(tmp_path):
