@@ -1,4 +1,4 @@
-"""Proof that a folder was left alone: every entry's type, size, mtime and (for regular files) content."""
+"""Proof that files were left alone: every entry's type, size, mtime and (for regular files) content."""
 
 from __future__ import annotations
 
@@ -8,16 +8,21 @@ import stat
 from pathlib import Path
 
 
-def snapshot(folder: Path) -> dict[str, tuple]:
-    """``{relative path: (mode, size, mtime_ns, sha256 of the content or None)}`` for everything under ``folder``.
+def fingerprint(path: Path) -> tuple:
+    """``(mode, size, mtime_ns, sha256 of the content or None)`` of ``path`` itself (a link is not followed).
 
-    Links are not followed and FIFOs, sockets and devices are never opened: looking must not change anything.
+    FIFOs, sockets and devices are never opened: looking must not change anything.
     """
+    info = os.lstat(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(info.st_mode) else None
+    return info.st_mode, info.st_size, info.st_mtime_ns, digest
+
+
+def snapshot(folder: Path) -> dict[str, tuple]:
+    """``{relative path: fingerprint}`` of everything under ``folder``."""
     found = {}
     for root, dirs, files in os.walk(folder):
         for name in dirs + files:
             path = Path(root) / name
-            info = os.lstat(path)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(info.st_mode) else None
-            found[str(path.relative_to(folder))] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
+            found[str(path.relative_to(folder))] = fingerprint(path)
     return found
