@@ -52,10 +52,12 @@ class PathClaims:
     def claim(self, path: str, key: str | None, what: str, *, writes: bool) -> str | None:
         """Record that ``key`` uses ``path`` for ``what``; a problem when another key's file is the same one."""
         real = os.path.realpath(path)
-        first = self.taken.setdefault(real, (key, what, writes))
-        if first == (key, what, writes) or not (writes or first[2]):
+        if real not in self.taken:
+            self.taken[real] = (key, what, writes)
             return None
-        other_key, other_what = first[:2]
+        other_key, other_what, other_writes = self.taken[real]
+        if not (writes or other_writes):
+            return None
         if other_key is None:
             return _('"{path}" is {what}').format(path=path, what=other_what)
         return _('"{path}" is also {what} ({key})').format(path=path, what=other_what, key=other_key)

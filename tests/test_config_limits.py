@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -19,7 +20,7 @@ from edge import i18n, topics
 from edge.commands import MAX_NAME
 from edge.config import MQTT_MAX_STRING, TOPIC_PREFIX_MAX_BYTES, load_config
 from edge.errors import ConfigError
-from tests.agent_helpers import config_text, linli
+from tests.agent_helpers import ROOT, config_text, linli
 
 GATEWAY = '[gateway]\nid = "gw-0042"\ngrid = "shimen2/xinfukangli/b07"\n'
 STATE = '[buffer]\npath = "outbox.db"\n[control]\nsocket = "control.sock"\n'
@@ -141,9 +142,10 @@ def test_an_integer_longer_than_python_reads_is_a_config_problem_with_its_line(t
 def test_linli_config_check_never_sends_a_control_character_to_the_terminal(tmp_path):
     config = tmp_path / "edge.toml"
     config.write_text('[gateway]\nid = "gw\\u0000\\u001b[2J"\ngrid = "b07"\n"\\u001b]0;owned\\u0007" = 1\n' + STATE)
-    proc = linli("config", "check", str(config), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 78
+    done = subprocess.run([sys.executable, "-m", "edge.cli", "config", "check", str(config)], cwd=ROOT,
+                          capture_output=True, timeout=60)
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 78
     assert b'gateway.id: must not contain control characters, got "gw\\x00\\x1b[2J"' in err
     assert b"\\x1b]0;owned\\x07: unknown key" in err
     assert not any(byte < 0x20 and byte != ord("\n") for byte in out + err), err
@@ -184,5 +186,9 @@ def test_linli_runs_with_the_longest_topics_the_checker_accepts(tmp_path, broker
         assert agent.poll() is None, "the agent runs"
     finally:
         agent.terminate()
-        agent.wait(60)
+        try:
+            agent.wait(60)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
     assert agent.returncode == 0, (tmp_path / "agent.log").read_text()

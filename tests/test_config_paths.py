@@ -17,7 +17,7 @@ import pytest
 from buffer.outbox import Outbox, Priority
 from buffer.store import APPLICATION_ID
 from edge import i18n
-from edge.config import load_config
+from edge.config import ControlConfig, load_config
 from edge.config_paths import MAX_SOCKET_PATH
 from edge.errors import ConfigError
 from edge.instance_lock import OutboxLock
@@ -228,12 +228,14 @@ def test_a_control_socket_on_the_outbox_or_its_files_is_refused(tmp_path, socket
         f'control.socket: "{tmp_path / socket_path}" is also {what} (buffer.path)']
 
 
-def test_the_default_socket_is_checked_against_the_other_paths(tmp_path):
+def test_the_default_socket_is_checked_against_the_other_paths(tmp_path, monkeypatch):
+    default = tmp_path / "run" / "control.sock"                    # the default, moved out of this machine's /run
+    monkeypatch.setattr(ControlConfig, "socket", str(default))
     config = tmp_path / "edge.toml"
-    config.write_text(f'{GATEWAY}[buffer]\npath = "/run/linli/control.sock"\n')   # and no [control]
+    config.write_text(f'{GATEWAY}[buffer]\npath = "{default}"\n')   # and no [control]
     with pytest.raises(ConfigError) as info:
         load_config(config)
-    assert info.value.problems == ['control.socket: "/run/linli/control.sock" is also the outbox (buffer.path)']
+    assert info.value.problems == [f'control.socket: "{default}" is also the outbox (buffer.path)']
 
 
 def test_a_control_socket_path_longer_than_a_socket_address_is_refused(tmp_path):
@@ -286,27 +288,50 @@ def test_the_outbox_on_a_file_the_agent_reads_is_refused(tmp_path):
 
 # --- the real commands ------------------------------------------------------------------------------------------------
 def run(*args: str, timeout: float = 60) -> tuple[int, str, bytes]:
+    """``linli ARGS`` to its end; killed if it outlives ``timeout`` (an agent stuck on a FIFO ignores SIGTERM)."""
     proc = linli(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = proc.communicate(timeout=timeout)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     return proc.returncode, out.decode(), err
 
 
 @pytest.mark.parametrize("command", [("config", "check"), ("run",)], ids=["config-check", "run"])
-def test_linli_exits_78_and_leaves_a_foreign_outbox_and_socket_path_alone(tmp_path, command):
-    """The issue's first two rows as a technician would meet them; ``linli run`` stops before any file is made."""
+def test_linli_exits_78_and_leaves_a_foreign_outbox_socket_path_and_fifo_alone(tmp_path, command):
+    """The issue's rows as a technician meets them; ``linli run`` stops before it makes or opens any file."""
     state = tmp_path / "state"
     state.mkdir()
     (state / "outbox.db").write_text("[gateway]\nid = 'gw-e2e'\n")      # edge.toml copied to the wrong name
     (state / "control.sock").write_text("keep me\n")
+    os.mkfifo(tmp_path / "password")                                    # opened to read, it would block
     config = tmp_path / "edge.toml"
-    config.write_text(config_text(port=1883, outbox=state / "outbox.db", serial_port="/dev/ttyUSB0"))
+    config.write_text(config_text(port=1883, outbox=state / "outbox.db", serial_port="/dev/ttyUSB0",
+                                  mqtt_extra=f'username = "gw-e2e"\npassword_file = "{tmp_path / "password"}"'))
     before = snapshot(tmp_path)
-    code, _out, err = run("--config", str(config), *command)
+    code, _out, err = run("--config", str(config), *command, timeout=20)
     assert code == 78, err
     assert f'buffer.path: "{state / "outbox.db"}" is a text file of 24 bytes, not an outbox'.encode() in err
     assert f'control.socket: "{state / "control.sock"}" is a regular file, not a socket'.encode() in err
+    assert f'password_file: expected a regular file, "{tmp_path / "password"}" is a FIFO'.encode() in err
     assert b"Traceback" not in err
     assert snapshot(tmp_path) == before, "byte-identical, same mtime, nothing made beside them"
+
+
+def test_linli_run_with_the_control_socket_on_its_own_outbox_exits_78_and_keeps_the_outbox(tmp_path):
+    """The agent used to unlink its own open outbox here and send nothing."""
+    with Outbox(tmp_path / "outbox.db") as box:
+        box.add({"kind": "alarm", "alarm": "pump-pressure/low", "state": "raised", "ts": 1}, Priority.ALARM)
+    config = tmp_path / "edge.toml"
+    config.write_text(config_text(port=1883, outbox=tmp_path / "outbox.db", serial_port="/dev/ttyUSB0")
+                      .replace(str(tmp_path / "control.sock"), str(tmp_path / "outbox.db")))
+    before = snapshot(tmp_path)
+    code, _out, err = run("--config", str(config), "run", timeout=20)
+    assert code == 78, err
+    assert f'control.socket: "{tmp_path / "outbox.db"}" is also the outbox (buffer.path)'.encode() in err
+    assert snapshot(tmp_path) == before
 
 
 def test_linli_config_check_names_the_length_of_a_socket_path_too_long(tmp_path):
