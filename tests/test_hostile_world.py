@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.commands import MAX_NAME, MAX_REQUEST
-from edge.control import READ_DEADLINE
+from edge.control import READ_DEADLINE, request
 from edge.instance_lock import OutboxLock
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from tests.agent_helpers import BASE, GATEWAY, ROOT, config_text, linli
@@ -362,3 +362,30 @@ def test_a_sighup_onto_a_file_the_outbox_refuses_to_open_keeps_the_running_confi
         assert fingerprint(tmp_path / "contacts.db") == before
     finally:
         live.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="Agent.reload stops the running control server before it binds the new one; "
+                                       "when the new path is served by another live process the bind is refused "
+                                       "and the agent goes on with no control socket at all, neither the old one "
+                                       "nor the new")
+def test_a_sighup_onto_a_socket_another_process_serves_keeps_the_running_control_socket(
+        tmp_path, broker, transmitter, subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/+", base=BASE)
+    answers = subscriber_factory(broker.host, broker.port, BASE + "/cmd/+/reply", base=BASE)
+    live = LiveAgent(tmp_path, broker, transmitter, sub, answers)
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        live.more_seqs(0, 3)
+        wait_until(lambda: live.cli("status").returncode == 0, 20, "the control socket")
+        other.bind(str(tmp_path / "other.sock"))   # a socket: the checker passes it; someone answers on it
+        other.listen()
+        live.config.write_text(live.config.read_text().replace(live.socket, str(tmp_path / "other.sock")))
+        mark = live.log.stat().st_size
+        live.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: b"control socket" in live.log.read_bytes()[mark:]
+                   or b"reload refused" in live.log.read_bytes()[mark:], 20, "the reload's outcome")
+        assert request(live.socket, "health")["ok"], "the running control socket still answers"
+    finally:
+        other.close()
+        live.stop()
+    assert live.proc.returncode == 0
