@@ -3,7 +3,8 @@
 A driver lists its keys as :class:`Option` objects; :func:`validate_options`
 checks a raw TOML table against them and returns cleaned values plus every
 problem found, each as ``(key, message)`` so the caller can prefix the full
-key path (``sensor[2].interval``).
+key path (``sensor[2].interval``). Whatever the kind, a string holding a control
+character (:func:`is_control`) is refused, and messages show one escaped.
 
 >>> spec = {"interval": Option("duration", default="10s")}
 >>> validate_options(spec, {"interval": "5m"})
