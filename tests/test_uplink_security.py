@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
 import pytest
 
 from buffer.outbox import Priority
-from edge.simulate.broker import TlsListener, free_port
+from edge.simulate.broker import TlsListener
 from tests.agent_helpers import config_text, linli
 from tests.mqtt_helpers import alarm, reading, uplink_config, wait_until
 
@@ -165,22 +166,27 @@ def test_linli_run_stops_on_sigterm_with_a_fifo_swapped_in_for_the_password_file
     """The issue's row as a process: the file passes the check, becomes a FIFO, and SIGTERM still stops the agent."""
     secret = tmp_path / "mqtt-password"
     secret.write_text("s3cret!\n")
-    config = tmp_path / "edge.toml"
-    # A closed port: the uplink tries again every few hundred ms, reading the password file each time.
-    config.write_text(config_text(port=free_port(), outbox=tmp_path / "outbox.db", serial_port="/dev/ttyNONE",
-                                  mqtt_extra=f'username = "gw-e2e"\npassword_file = "{secret}"'))
-    log = tmp_path / "agent.log"
-    with open(log, "wb") as sink:
-        agent = linli("--config", str(config), "run", stdout=subprocess.DEVNULL, stderr=sink)
-    try:
-        wait_until(lambda: b"cannot connect to broker" in log.read_bytes(), 20, "a failed attempt")
-        secret.unlink()
-        os.mkfifo(secret)
-        wait_until(lambda: b"is a FIFO (named pipe), not a regular file" in log.read_bytes(), 20, "the FIFO refused")
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=20)
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        # Bound and never listening: every attempt is refused, and no other test can be given this port.
+        closed.bind(("127.0.0.1", 0))
+        config = tmp_path / "edge.toml"
+        # The uplink tries again every few hundred ms, reading the password file each time.
+        config.write_text(config_text(port=closed.getsockname()[1], outbox=tmp_path / "outbox.db",
+                                      serial_port="/dev/ttyNONE",
+                                      mqtt_extra=f'username = "gw-e2e"\npassword_file = "{secret}"'))
+        log = tmp_path / "agent.log"
+        with open(log, "wb") as sink:
+            agent = linli("--config", str(config), "run", stdout=subprocess.DEVNULL, stderr=sink)
+        try:
+            wait_until(lambda: b"cannot connect to broker" in log.read_bytes(), 20, "a failed attempt")
+            secret.unlink()
+            os.mkfifo(secret)
+            wait_until(lambda: b"is a FIFO (named pipe), not a regular file" in log.read_bytes(), 20,
+                       "the FIFO refused")
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=20)
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
     assert agent.returncode == 0, log.read_text()
