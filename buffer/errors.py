@@ -12,3 +12,7 @@ class OutboxRecordError(OutboxError, ValueError):
     reaches a commit (a record that is not strict JSON would also be refused by the
     central side and block the queue forever).
     """
+
+
+class ForeignFile(OutboxError):
+    """Something that is not an outbox stands where the outbox should be: it is refused, never touched."""

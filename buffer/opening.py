@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import stat
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from buffer import store
-from buffer.errors import OutboxError
+from buffer import fileinfo, store
+from buffer.errors import ForeignFile, OutboxError
 
 log = logging.getLogger("buffer.outbox")
 
@@ -44,10 +42,6 @@ class Opened:
     dropped_total: int
     moved_to: Path | None = None
     announcements: list[tuple[dict[str, Any], int]] = field(default_factory=list)   # (record, priority)
-
-
-class ForeignFile(OutboxError):
-    """Something that is not an outbox stands where the outbox should be: it is refused, never touched."""
 
 
 def open_outbox(path: Path, *, max_bytes: int, now_ms: int, max_page_count: int | None) -> Opened:
@@ -98,53 +92,8 @@ def open_outbox(path: Path, *, max_bytes: int, now_ms: int, max_page_count: int 
 
 
 def foreign(path: Path) -> str | None:
-    """What stands at ``path`` if it is not an outbox the agent may open (or move aside when damaged).
-
-    Only the first 100 bytes are read. Empty files and SQLite files whose application id is
-    the outbox's, or not yet set (a schema that never committed), are the outbox's business.
-    """
-    try:
-        info = path.lstat()
-    except OSError:
-        return None     # nothing there, or nothing that can be looked at: opening it will say why
-    if stat.S_ISDIR(info.st_mode):
-        return "a directory"
-    if not stat.S_ISREG(info.st_mode):
-        return "not a regular file"
-    if info.st_size == 0:
-        return None
-    try:
-        with open(path, "rb") as file:
-            header = file.read(100)
-    except OSError:
-        return None     # unreadable: opening it will say why
-    if not header.startswith(store.SQLITE_MAGIC):
-        return "a file that is not an SQLite database"
-    app_id = int.from_bytes(header[68:72], "big") if len(header) >= 72 else 0
-    if app_id not in (0, store.APPLICATION_ID):
-        return f"an SQLite database of another program (application_id {app_id:#x})"
-    return _unclaimed_database(path) if app_id == 0 else None
-
-
-def _unclaimed_database(path: Path) -> str | None:
-    """An SQLite file without an application id is ours only while it holds no table (a schema never committed).
-
-    Looked at as an immutable file: nothing is created beside it, not even a -shm.
-    """
-    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro&immutable=1"
-    conn = None
-    try:
-        conn = sqlite3.connect(uri, uri=True)
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        sound = conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
-    except sqlite3.Error:
-        return "a damaged SQLite database that does not say it is an outbox"
-    finally:
-        if conn is not None:
-            conn.close()
-    if tables:
-        return "an SQLite database of another program (it has tables, and no outbox application_id)"
-    return None if sound else "a damaged SQLite database that does not say it is an outbox"
+    """What stands at ``path`` if it is not an outbox the agent may open or move aside (:mod:`buffer.fileinfo`)."""
+    return fileinfo.describe_foreign(path)
 
 
 def _check_meta(conn: sqlite3.Connection, opened: Opened, from_clock: int, now_ms: int) -> None:

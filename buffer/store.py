@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from buffer import chunks
-from buffer.errors import OutboxError
+from buffer.errors import ForeignFile, OutboxError
 
 SCHEMA_VERSION = 2   # 2: telemetry in compressed chunks, seqs reserved in blocks (decision 0005)
 APPLICATION_ID = 0x4C4E4F42  # "LNOB": tells our file apart from any other SQLite database
@@ -195,12 +195,14 @@ def open_writer(path: Path, *, first_seq: int, created_ms: int, max_bytes: int,
     as its next seq); an existing outbox keeps its own, and a version-1 outbox is
     brought to version 2 first.
     """
+    if path.exists() and path.stat().st_size:
+        _check_ours_read_only(path)
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise OutboxError(f"cannot open the outbox {path}: {exc}") from None
     try:
-        version = _our_version(conn, path)  # before any write: a foreign file must stay byte-for-byte as it was
+        version = _our_version(conn, path)
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise OutboxError(f"the outbox {path} cannot use write-ahead logging (journal_mode stays {mode!r})")
@@ -227,6 +229,25 @@ def open_writer(path: Path, *, first_seq: int, created_ms: int, max_bytes: int,
     return conn, version is None
 
 
+def _check_ours_read_only(path: Path) -> None:
+    """Refuse another program's database before a writing connection sees it.
+
+    A writing connection, even one that only reads, checkpoints the database's
+    write-ahead log into it when it closes: another program's fresh database (its
+    tables still in its WAL) would be changed by merely being looked at.
+    """
+    try:
+        conn = sqlite3.connect(_read_only_uri(path), uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error:
+        return  # the writing connection reports why it cannot open the file
+    try:
+        _our_version(conn, path)
+    except sqlite3.Error:
+        pass
+    finally:
+        conn.close()
+
+
 def _our_version(conn: sqlite3.Connection, path: Path) -> int | None:
     """Our schema version of the file, None for an empty database; raises for any other database."""
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -237,7 +258,7 @@ def _our_version(conn: sqlite3.Connection, path: Path) -> int | None:
     if app_id == 0 and version == 0 and not tables:
         return None
     # Somebody else's database (or a newer outbox): never delete or rewrite it.
-    raise OutboxError(f"{path} is not an outbox this version can use "
+    raise ForeignFile(f"{path} is not an outbox this version can use "
                       f"(application_id {app_id:#x}, user_version {version}); refusing to touch it")
 
 

@@ -3,7 +3,8 @@
 A driver lists its keys as :class:`Option` objects; :func:`validate_options`
 checks a raw TOML table against them and returns cleaned values plus every
 problem found, each as ``(key, message)`` so the caller can prefix the full
-key path (``sensor[2].interval``).
+key path (``sensor[2].interval``). Whatever the kind, a string holding a control
+character (:func:`is_control`) is refused, and messages show one escaped.
 
 >>> spec = {"interval": Option("duration", default="10s")}
 >>> validate_options(spec, {"interval": "5m"})
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -38,9 +40,46 @@ def parse_duration(text: Any) -> float:
     match = _DURATION.match(text) if isinstance(text, str) else None
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else math.inf
     if not math.isfinite(seconds):  # no match, or so many digits that the float is infinite
-        shown = f'"{text}"' if isinstance(text, str) else repr(text)
-        raise ValueError(f'expected a duration like "30s" or "5m", got {shown}')
+        raise ValueError(f'expected a duration like "30s" or "5m", got {_show(text)}')
     return seconds
+
+
+#: Unicode categories no option value may hold: control characters (C0, DEL, C1, such as NUL and the ESC that
+#: starts a terminal command), format characters (bidirectional overrides, zero-width), line and paragraph
+#: separators, and lone surrogates. A device path, topic or id with one fails at run time or reads as another.
+_CONTROL_CATEGORIES = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
+
+
+def is_control(char: str) -> bool:
+    """True for a character that must never reach a topic, a path or a terminal as it is.
+
+    >>> is_control("\\x1b"), is_control("\\u202e"), is_control("号"), is_control("\\u3000")
+    (True, True, False, False)
+    """
+    return unicodedata.category(char) in _CONTROL_CATEGORIES
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character (see :func:`is_control`) written as a Python escape.
+
+    For messages that show a value: a NUL or an ESC must not reach the terminal as it is.
+
+    >>> print(escape_controls("gw\\x00-\\x1b[2J-\\u202e-二号楼"))
+    gw\\x00-\\x1b[2J-\\u202e-二号楼
+    """
+    if not any(is_control(char) for char in text):
+        return text
+    return "".join(_escaped(char) if is_control(char) else char for char in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def number_text(limit: float) -> str:
+    """A bound as a person writes it: ``1048576``, not ``1.04858e+06``; ``0.01`` stays ``0.01``."""
+    return str(int(limit)) if float(limit).is_integer() else f"{limit:g}"
 
 
 _TYPE_NAMES = {
@@ -91,6 +130,8 @@ def _coerce(opt: Option, value: Any) -> tuple[Any, str | None]:
     }[kind]
     if not ok:
         return None, f"expected {_TYPE_NAMES[kind]}, got {_show(value)}"
+    if isinstance(value, str) and any(is_control(char) for char in value):
+        return None, f"must not contain control characters, got {_show(value)}"
     if kind == "float":
         # TOML has nan and inf, and an integer may be too large for a float: no option can run on those.
         try:
@@ -105,7 +146,7 @@ def _coerce(opt: Option, value: Any) -> tuple[Any, str | None]:
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return f'"{value}"'
+        return f'"{escape_controls(value)}"'
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
@@ -135,11 +176,11 @@ def validate_options(spec: dict[str, Option], raw: dict[str, Any]) -> tuple[dict
             err = "expected one of " + ", ".join(_show(c) for c in opt.choices) + f", got {_show(value)}"
         bounded = opt.kind != "int|str" or isinstance(value, int)
         if err is None and bounded and opt.min is not None and value < opt.min:
-            err = (f"must be at least {opt.min:g}, got {raw[key]!r}" if opt.kind != "duration"
-                   else f"must be at least {opt.min:g}s, got {_show(raw[key])}")
+            err = (f"must be at least {number_text(opt.min)}, got {raw[key]!r}" if opt.kind != "duration"
+                   else f"must be at least {number_text(opt.min)}s, got {_show(raw[key])}")
         if err is None and bounded and opt.max is not None and value > opt.max:
-            err = (f"must be at most {opt.max:g}, got {raw[key]!r}" if opt.kind != "duration"
-                   else f"must be at most {opt.max:g}s, got {_show(raw[key])}")
+            err = (f"must be at most {number_text(opt.max)}, got {raw[key]!r}" if opt.kind != "duration"
+                   else f"must be at most {number_text(opt.max)}s, got {_show(raw[key])}")
         if err is None and opt.check is not None:
             err = opt.check(value)
         if err is not None:

@@ -24,7 +24,7 @@ from edge import __version__
 from edge.clock import Clock
 from edge.commands import CommandError, Commands
 from edge.config import Config, load_config
-from edge.control import ControlServer
+from edge.control import ControlServer, served
 from edge.core import RULES_STATE, AlarmSink, Core, Rules
 from edge.errors import EX_SOFTWARE, ConfigError
 from edge.health import gather
@@ -199,6 +199,10 @@ class Agent:
         :class:`~edge.errors.ConfigError`). A reload that fails once it began is undone: the
         configuration that was running is applied again, so a bad reload never stops the gateway.
         """
+        if config.control.socket != self.config.control.socket and served(config.control.socket):
+            # Refused before the running control server stops: the technician keeps a way in.
+            raise ConfigError([f"control.socket: another process serves {config.control.socket}"],
+                              source=config.source)
         lock = self._lock
         if lock_path(config.buffer.path) != lock_path(self.config.buffer.path):
             _refuse_foreign_outbox(config)

@@ -4,8 +4,8 @@
 table (a config pushed over MQTT goes through the same function). Every problem
 is reported at once, in file order, each prefixed with its key path
 (``sensor[2].interval: …``; array indexes count from 0). Validation does no
-device I/O: it loads driver classes to learn their options, and it checks that
-files named in the config exist, nothing more.
+device I/O: it loads driver classes to learn their options, and it looks at the
+files the config names (:mod:`edge.config_paths`) without touching any of them.
 
 >>> config = validate({"gateway": {"id": "gw-0042", "grid": "shimen2/xinfukangli/b07"}})
 >>> config.base_topic
@@ -33,6 +33,9 @@ from typing import Any, Callable
 
 from drivers.options import Option, validate_options
 from drivers.registry import BUS_KINDS, bus_class, driver_class, driver_names
+from edge import config_paths, topics
+from edge.commands import MAX_NAME as MAX_COMMAND_NAME
+from edge.config_paths import PathClaims
 from edge.errors import ConfigError
 from edge.i18n import _
 from edge.rules import AWAY_ALARM, KINDS, SEVERITIES, RuleConfig, parse_window
@@ -42,6 +45,8 @@ DEFAULT_PATH = "/etc/linli/edge.toml"
 
 #: MQTT's largest packet (the Remaining Length field tops out at 256 MiB - 1).
 MQTT_MAX_PACKET = 268_435_455
+#: MQTT's longest string (a topic, a client id, a user name) and password, in bytes: a two-byte length.
+MQTT_MAX_STRING = 65_535
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,8 @@ def validate(raw: dict[str, Any], source: str | os.PathLike | None = None) -> Co
                           source)
     report = _Report()
     ctx = _Context(base=Path(os.path.abspath(source)).parent if source else Path.cwd())
+    if source:
+        ctx.paths.claim(os.path.abspath(source), None, _("this configuration file"), writes=False)
     place = {key: index for index, key in enumerate(raw)}
     known = [section.key for section in SECTIONS]
     for key in raw:
@@ -194,11 +201,12 @@ def validate(raw: dict[str, Any], source: str | os.PathLike | None = None) -> Co
             report.add((place[key],), key, _unknown_key(key, [k for k in known if k not in raw]))
     built: dict[str, Any] = {}
     for section in SECTIONS:
-        if section.key not in raw:
-            if section.required:
-                report.add((-1,), section.key, _("is required"))
-            continue
-        built[section.attribute] = section.build(raw[section.key], (place[section.key],), report, ctx)
+        if section.key in raw:
+            built[section.attribute] = section.build(raw[section.key], (place[section.key],), report, ctx)
+        elif section.required:
+            report.add((-1,), section.key, _("is required"))
+        else:   # its defaults, built like any table: the default outbox and socket paths are checked too
+            built[section.attribute] = section.build([] if section.many else {}, (len(raw),), report, ctx)
     if report:
         raise ConfigError(report.lines(), source)
     return Config(**built, source=source)
@@ -280,6 +288,8 @@ class _Context:
     names: dict[tuple[str, str], str] = field(default_factory=dict)
     #: alarm name ("<sensor>/<rule>") -> its severity, for outputs to check what they follow
     alarm_severities: dict[str, str] = field(default_factory=lambda: {AWAY_ALARM: "info"})
+    #: every file the config names or makes the agent create, so that no two keys end up on one
+    paths: PathClaims = field(default_factory=PathClaims)
 
     @functools.cached_property
     def driver_names(self) -> list[str]:
@@ -294,15 +304,11 @@ class _Context:
             return False
         return True
 
-    def file(self, table: _Table, key: str, path: str) -> str:
-        """``path`` made absolute against the config's folder; a problem when it is not a readable file."""
+    def file(self, table: _Table, key: str, path: str, what: str) -> str:
+        """``path`` made absolute against the config's folder; a problem when it is not a readable regular file."""
         full = os.path.normpath(self.base / path)
-        if not os.path.exists(full):
-            table.problem(key, _('no such file "{path}"').format(path=full))
-        elif os.path.isdir(full):
-            table.problem(key, _('expected a file, "{path}" is a directory').format(path=full))
-        elif not os.access(full, os.R_OK):
-            table.problem(key, _('cannot read "{path}": permission denied').format(path=full))
+        if (problem := config_paths.read_file_problem(full, f"{table.path}.{key}", what, self.paths)) is not None:
+            table.problem(key, problem)
         return full
 
 
@@ -348,8 +354,15 @@ def _present(values: dict[str, Any]) -> dict[str, Any]:
 
 # --- [gateway] ------------------------------------------------------------------------------------------
 _GATEWAY_ID = re.compile(r"[a-z0-9-]{1,64}")
-_GRID_SEGMENT = re.compile(r"[a-z0-9_-]+")
+_GRID_SEGMENT = re.compile(r"[a-z0-9_-]{1,64}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+#: The longest topic under the base topic: a reply to the longest command name answered, or a
+#: sensor's (64) rule's (64) retained alarm state; each is built the way the uplink builds it.
+_LONGEST_TOPIC_TAIL = max(len(topics.command_reply("", "n" * MAX_COMMAND_NAME).encode()),
+                          len(topics.alarm_state("", "s" * 64 + "/" + "r" * 64).encode()))
+#: A topic prefix at most this long keeps every topic within MQTT's 65,535 bytes whatever the gateway id
+#: (64) and grid (6 levels of 64) are; a longer one made paho raise in the uplink thread.
+TOPIC_PREFIX_MAX_BYTES = MQTT_MAX_STRING - _LONGEST_TOPIC_TAIL - len("/" + "/".join(["g" * 64] * 6) + "/" + "i" * 64)
 
 
 # Topic levels with a meaning under a gateway's base topic: the broker's ACL patterns match on them,
@@ -375,7 +388,7 @@ def _grid(value: str) -> str | None:
         return _('must not contain the MQTT wildcards "+" and "#", got {value}').format(value=_show(value))
     segments = value.split("/")
     if len(segments) > 6 or not all(_GRID_SEGMENT.fullmatch(s) for s in segments):
-        return _('expected 1 to 6 segments of a-z, 0-9, "_" and "-" separated by "/", '
+        return _('expected 1 to 6 segments of 1 to 64 characters of a-z, 0-9, "_" and "-" separated by "/", '
                  'like "shimen2/xinfukangli/b07", got {value}').format(value=_show(value))
     for segment in segments:
         if segment in RESERVED_LEVELS:
@@ -416,7 +429,7 @@ GATEWAY_OPTIONS = {
                       + ", ".join(RESERVED_LEVELS)),
     "grid": Option("str", required=True, check=_grid,
                    help='street / district / micro-grid, e.g. "shimen2/xinfukangli/b07": 1 to 6 levels joined by '
-                        '/, each of a-z, 0-9, _ and -, none a topic word'),
+                        '/, each 1 to 64 characters of a-z, 0-9, _ and -, none a topic word'),
     "site": Option("str", help="free text for people: address, room"),
     "timezone": Option("str", check=_timezone,
                        help='IANA time zone name ("Asia/Shanghai", "UTC") for the rules\' local days, bins and '
@@ -443,12 +456,21 @@ def _host(value: str) -> str | None:
     if not value or "/" in value or ":" in value or any(c.isspace() for c in value):
         return _('expected a host name or IP address like "mqtt.example.org", without scheme or port, '
                  'got {value}').format(value=_show(value))
+    try:
+        value.encode("idna")   # what the resolver is given: an empty or over-long label cannot be
+    except UnicodeError:
+        return _("expected a host name whose labels (the parts between dots) have 1 to 63 characters, "
+                 "got {value}").format(value=_show(value))
     return None
 
 
 def _topic_prefix(value: str) -> str | None:
     if not value:
         return _("must not be empty")
+    if len(value.encode()) > TOPIC_PREFIX_MAX_BYTES:
+        return _("is {length} bytes; at most {limit} leave room in a topic (at most {mqtt} bytes in MQTT) for the "
+                 "grid, the gateway id and the longest level after them").format(
+            length=len(value.encode()), limit=TOPIC_PREFIX_MAX_BYTES, mqtt=MQTT_MAX_STRING)
     if "+" in value or "#" in value:
         return _('must not contain the MQTT wildcards "+" and "#", got {value}').format(value=_show(value))
     if value.startswith("/") or value.endswith("/"):
@@ -457,6 +479,16 @@ def _topic_prefix(value: str) -> str | None:
         return _('must not contain an empty topic level ("//"), got {value}').format(value=_show(value))
     if value.startswith("$"):
         return _('must not start with "$" (such topics belong to the broker), got {value}').format(value=_show(value))
+    return None
+
+
+def _mqtt_string(value: str) -> str | None:
+    """A client id or user name: not empty, and within what MQTT carries."""
+    if not value.strip():
+        return _("must not be empty")
+    if len(value.encode()) > MQTT_MAX_STRING:
+        return _("is {length} bytes; MQTT carries at most {limit}").format(
+            length=len(value.encode()), limit=MQTT_MAX_STRING)
     return None
 
 
@@ -478,9 +510,9 @@ MQTT_OPTIONS = {
     "port": Option("int", min=1, max=65535, help="the broker's TCP port; 8883 is the usual one for TLS"),
     "topic_prefix": Option("str", check=_topic_prefix,
                            help="first topic level(s) of every message: not empty, no + or #, no leading, trailing "
-                                "or empty level, not starting with $"),
-    "client_id": Option("str", check=_not_empty,
-                        help="MQTT client id, unique on the broker; default: linli-<gateway id>"),
+                                f"or empty level, not starting with $, at most {TOPIC_PREFIX_MAX_BYTES} bytes"),
+    "client_id": Option("str", check=_mqtt_string,
+                        help="MQTT client id, unique on the broker, at most 65535 bytes; default: linli-<gateway id>"),
     "protocol": Option("str", choices=("3.1.1", "5"),
                        help="MQTT version; with 5 a publish the broker refuses stays in the outbox, with 3.1.1 the "
                             "broker acknowledges it anyway and it is lost"),
@@ -495,9 +527,10 @@ MQTT_OPTIONS = {
                         help="file (PEM) of the gateway's client certificate; only with tls, and with key_file"),
     "key_file": Option("str", check=_not_empty,
                        help="file (PEM) of the private key of cert_file; only with tls, and with cert_file"),
-    "username": Option("str", check=_not_empty, help="MQTT user name"),
+    "username": Option("str", check=_mqtt_string, help="MQTT user name, at most 65535 bytes"),
     "password_file": Option("str", check=_not_empty,
-                            help="file holding only the password, readable by the agent alone; needs username"),
+                            help="file holding only the password (at most 65535 bytes), readable by the agent "
+                                 "alone; needs username"),
     "batch_max_records": Option("int", min=1, max=10_000, help="records per telemetry message at most"),
     "batch_max_bytes": Option("int", min=1024, check=_fits_a_packet,
                               help=f"bytes per telemetry message at most, up to {MQTT_MAX_PACKET} (MQTT's largest "
@@ -512,6 +545,14 @@ MQTT_OPTIONS = {
                             help="longest wait between attempts; not shorter than reconnect_min"),
     "health_interval": Option("duration", min=1, max=86400, help="time between two health messages"),
 }
+
+
+def _mqtt_files() -> dict[str, str]:
+    """The files [mqtt] names, with what each holds (in the message when another key names the same file)."""
+    return {"ca_file": _("the CA certificates"), "cert_file": _("the client certificate"),
+            "key_file": _("the client key"), "password_file": _("the MQTT password")}
+
+
 _TLS_FILES = ("ca_file", "cert_file", "key_file")
 
 
@@ -522,16 +563,29 @@ def _mqtt(table: _Table, ctx: _Context) -> MqttConfig | None:
         if key not in values:
             continue
         if values.get("tls"):
-            values[key] = ctx.file(table, key, values[key])
+            values[key] = ctx.file(table, key, values[key], _mqtt_files()[key])
         elif "tls" not in raw or "tls" in values:  # a mistyped tls is reported already
             table.problem(key, _("is only used with TLS; set mqtt.tls = true or remove this key"))
     for key, other in (("cert_file", "key_file"), ("key_file", "cert_file"), ("password_file", "username")):
         if key in raw and other not in raw:
             table.problem(key, _("needs {other} too").format(other=f"mqtt.{other}"))
     if "password_file" in values:
-        values["password_file"] = ctx.file(table, "password_file", values["password_file"])
+        values["password_file"] = ctx.file(table, "password_file", values["password_file"],
+                                           _mqtt_files()["password_file"])
+        _check_password_size(table, values["password_file"])
     _check_reconnect(table, values)
     return None if table.problems else MqttConfig(**values)
+
+
+def _check_password_size(table: _Table, path: str) -> None:
+    """A password longer than MQTT carries made paho raise in the uplink thread (a newline at its end is not in it)."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return   # reported by the file check
+    if size > MQTT_MAX_STRING + len("\r\n"):
+        table.problem("password_file", _('"{path}" is {size} bytes; MQTT carries a password of at most {limit} '
+                                         'bytes').format(path=path, size=size, limit=MQTT_MAX_STRING))
 
 
 def _check_reconnect(table: _Table, values: dict[str, Any]) -> None:
@@ -550,12 +604,16 @@ def _check_reconnect(table: _Table, values: dict[str, Any]) -> None:
 
 
 # --- [buffer] -------------------------------------------------------------------------------------------
+#: 1 TiB, more than any SD card a gateway has: the bound goes into every health message as bytes, where a
+#: float option's 1e300 became a 300-digit integer.
+MAX_OUTBOX_MB = 1024 * 1024
 BUFFER_OPTIONS = {
     "path": Option("str", check=_not_empty,
-                   help="the outbox, an SQLite file, created if missing (with its folder); not a folder"),
-    "max_mb": Option("float", min=1,
-                     help="MiB the outbox may fill; beyond it the oldest telemetry is dropped, never an alarm, and "
-                          "a dropped record says which"),
+                   help="the outbox, an SQLite file, created if missing (with its folder); a file already there must "
+                        "be an outbox (or empty), else the agent refuses it and leaves it alone"),
+    "max_mb": Option("float", min=1, max=MAX_OUTBOX_MB,
+                     help="MiB the outbox may fill, up to 1 TiB; beyond it the oldest telemetry is dropped, never an "
+                          "alarm, and a dropped record says which"),
     "commit_interval": Option("duration", min=0.01, max=600,
                               help="a reading the broker has not acknowledged within this long is written to the "
                                    "outbox (a power cut loses at most this much); an alarm is written at once"),
@@ -566,25 +624,27 @@ BUFFER_OPTIONS = {
 
 def _buffer(table: _Table, ctx: _Context) -> BufferConfig | None:
     values = _present(table.check(BUFFER_OPTIONS, table.raw))
-    if "path" in values:
-        # The outbox creates the file; only a folder standing where the file should be is wrong already.
-        values["path"] = os.path.normpath(ctx.base / values["path"])
-        if os.path.isdir(values["path"]):
-            table.problem("path", _('expected a file, "{path}" is a directory').format(path=values["path"]))
+    if "path" in values or "path" not in table.raw:   # the default too: the agent would open its outbox there
+        values["path"] = os.path.normpath(ctx.base / values.get("path", BufferConfig.path))
+        for problem in config_paths.outbox_problems(values["path"], ctx.paths):
+            table.problem("path", problem)
     return None if table.problems else BufferConfig(**values)
 
 
 # --- [control] ----------------------------------------------------------------------------------------
 CONTROL_OPTIONS = {
     "socket": Option("str", check=_not_empty,
-                     help="Unix socket (mode 0660) on which the running agent answers the linli command"),
+                     help="Unix socket (mode 0660) on which the running agent answers the linli command; a path of "
+                          f"at most {config_paths.MAX_SOCKET_PATH} bytes; a file already there must be a socket"),
 }
 
 
 def _control(table: _Table, ctx: _Context) -> ControlConfig | None:
     values = _present(table.check(CONTROL_OPTIONS, table.raw))
-    if "socket" in values:
-        values["socket"] = os.path.normpath(ctx.base / values["socket"])
+    if "socket" in values or "socket" not in table.raw:   # the default too: the agent would make its socket there
+        values["socket"] = os.path.normpath(ctx.base / values.get("socket", ControlConfig.socket))
+        for problem in config_paths.socket_problems(values["socket"], ctx.paths):
+            table.problem("socket", problem)
     return None if table.problems else ControlConfig(**values)
 
 
@@ -775,7 +835,10 @@ KIND_OPTIONS: dict[str, dict[str, Option]] = {
     "count": {
         "edges": Option("str", default="rising", choices=("rising", "falling"),
                         help="rising counts starts (off to on), falling counts stops (on to off)"),
-        "above": Option("int", required=True, min=0, help="out while more than this many edges fall in window"),
+        # The limit goes into every alarm payload: bounded far above a real count (an edge every 6 s for a
+        # week) and far below any consumer's integer range, where a TOML integer of 300 digits was not.
+        "above": Option("int", required=True, min=0, max=100_000,
+                        help="out while more than this many edges fall in window"),
         "window": Option("duration", required=True, min=1, max=_WEEK, help="the sliding window edges count in")},
     "stale": {
         "after": Option("duration", required=True, min=1, max=_WEEK,
@@ -998,6 +1061,7 @@ _ONE_OF = re.compile(r"expected one of (?P<choices>.+), got (?P<value>.*)", re.S
 _AT_LEAST = re.compile(r"must be at least (?P<limit>.+?), got (?P<value>.*)", re.S)
 _AT_MOST = re.compile(r"must be at most (?P<limit>.+?), got (?P<value>.*)", re.S)
 _ABOVE = re.compile(r"must be greater than (?P<limit>.+?), got (?P<value>.*)", re.S)
+_CONTROLS = re.compile(r"must not contain control characters, got (?P<value>.*)", re.S)
 
 
 def _translated(message: str) -> str:
@@ -1019,6 +1083,8 @@ def _translated(message: str) -> str:
         return _("must be at most {limit}, got {value}").format(limit=match["limit"], value=match["value"])
     if match := _ABOVE.fullmatch(message):
         return _("must be greater than {limit}, got {value}").format(limit=match["limit"], value=match["value"])
+    if match := _CONTROLS.fullmatch(message):
+        return _("must not contain control characters, got {value}").format(value=match["value"])
     return message
 
 

@@ -214,12 +214,13 @@ def _remove_stale_socket(path: str) -> None:
         return
     if not stat.S_ISSOCK(mode):
         raise OSError(f"{path} exists and is not a socket; it is left alone")
-    if _answers(path):
+    if served(path):
         raise OSError(f"another agent already serves {path}")
     os.unlink(path)
 
 
-def _answers(path: str) -> bool:
+def served(path: str) -> bool:
+    """Whether some live process answers on the Unix socket at ``path``."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(1.0)
         try:

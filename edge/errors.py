@@ -13,6 +13,7 @@ as its message alone, never as a traceback.
 
 from __future__ import annotations
 
+from drivers.options import escape_controls
 from edge.i18n import ngettext
 
 EX_SOFTWARE = 70
@@ -29,14 +30,16 @@ class ConfigError(LinliError):
     """The configuration cannot be used. ``problems`` lists every problem found, one line each.
 
     Each problem starts with the key path it concerns (``sensor[2].interval: …``),
-    except problems with the file itself (missing, unreadable, not TOML).
+    except problems with the file itself (missing, unreadable, not TOML). A key or value
+    with a control character in it is shown escaped (``gw\\x00``): a problem must never send
+    an ESC or a NUL to the terminal that shows it.
     """
 
     exit_code = EX_CONFIG
 
     def __init__(self, problems: list[str], source: str | None = None):
-        self.problems = list(problems)
-        self.source = source
+        self.problems = [escape_controls(problem) for problem in problems]
+        self.source = None if source is None else escape_controls(source)
         super().__init__(self._describe())
 
     def _describe(self) -> str:

@@ -38,6 +38,8 @@ EX_TEMPFAIL = 75
 EX_CANTCREAT = 73
 
 _PID_LINE = re.compile(rb"\d{1,10}\n?")
+#: Bytes of a lock file read: a pid line is at most 11.
+LOCK_READ = 64
 
 
 class InstanceLockError(LinliError):
@@ -95,8 +97,7 @@ class OutboxLock:
                 "another agent (pid {pid}) already runs on the outbox {outbox}: stop it first "
                 "(systemctl stop linli-edge), or give this config another [buffer] path").format(
                 pid=held_by, outbox=self.outbox_path)) from None
-        content = _read(fd)
-        if content and not _PID_LINE.fullmatch(content):
+        if not is_lock_content(_read(fd)):
             raise self._foreign()
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -113,5 +114,10 @@ class OutboxLock:
             self._fd = None
 
 
+def is_lock_content(content: bytes) -> bool:
+    """True for what a lock file holds (nothing, or a pid line), given its first :data:`LOCK_READ` bytes."""
+    return not content or _PID_LINE.fullmatch(content) is not None
+
+
 def _read(fd: int) -> bytes:
-    return os.pread(fd, 64, 0)
+    return os.pread(fd, LOCK_READ, 0)

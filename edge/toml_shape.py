@@ -7,6 +7,9 @@ keeps every prefix of a dotted key as a key path of its own, so memory grows
 with the square of the key's length: a 24 KB line ``a.a.a….a = 1`` costs
 hundreds of megabytes. A gateway's config nests three levels and dots a key
 once or twice; the bounds here are far above that and far below what hurts.
+An integer of more digits than Python converts (4,300 by default) made ``tomllib``
+raise a plain ``ValueError`` (exit 70, and a SIGHUP with it ended the agent): a run of
+digits that long is refused here, with its line, like the other bounds.
 
 :func:`check_shape` scans the text once, skipping strings and comments as TOML
 defines them (a bracket or a dot inside a string counts for nothing). It does
@@ -22,6 +25,7 @@ edge.toml_shape.ShapeError: line 1: arrays and inline tables nested more than 32
 from __future__ import annotations
 
 import re
+import sys
 
 from edge.i18n import _
 
@@ -32,7 +36,7 @@ MAX_NESTING = 32
 #: Most parts in one dotted key (``a.b.c`` has three).
 MAX_KEY_PARTS = 32
 
-_TOKEN = re.compile(r'"""|\'\'\'|["\'#\[\]{}\n=,.]')
+_TOKEN = re.compile(r'"""|\'\'\'|["\'#\[\]{}\n=,.]|[0-9][0-9_]*')
 #: The rest of a string after its opening quotes, up to and including the closing ones. The alternatives of
 #: each group are disjoint, so a failed match backtracks linearly. No possessive quantifiers (``*+``):
 #: Python 3.11.2, Bookworm's interpreter, fails a possessive group that matches zero times (an empty """""").
@@ -70,6 +74,8 @@ def check_shape(text: str) -> None:
             if depth > MAX_NESTING:
                 raise ShapeError(_("line {line}: arrays and inline tables nested more than {limit} deep").format(
                     line=line, limit=MAX_NESTING))
+        elif token[0].isdigit():
+            _check_digits(token, line)
         elif token == ".":
             dots += 1
             if dots >= MAX_KEY_PARTS:
@@ -81,3 +87,10 @@ def check_shape(text: str) -> None:
                 line += 1
             elif token in "]}":
                 depth = max(0, depth - 1)
+
+
+def _check_digits(number: str, line: int) -> None:
+    """A run of digits (``_`` separators allowed, as TOML does) that Python would refuse to make an int of."""
+    limit = sys.get_int_max_str_digits()   # 0: this interpreter converts any length
+    if limit and len(number) - number.count("_") > limit:
+        raise ShapeError(_("line {line}: a number of more than {limit} digits").format(line=line, limit=limit))

@@ -4,22 +4,32 @@ The uplink makes a fresh client for every attempt (see ``edge/uplink.py`` for
 why), so everything read from disk — the password file, the CA and the client
 certificate — is read again at each attempt: a gateway whose certificate was
 renewed, or whose password file was provisioned late, recovers without a restart.
+
+Each of those files is opened non-blocking and must be a regular file: opening a
+FIFO for reading waits for a writer, which left the uplink thread stuck in ``open``
+and the agent deaf to SIGTERM. ``linli config check`` refuses a FIFO, but one may be
+put there later. OpenSSL opens the TLS files by name itself, so it is given
+``/proc/self/fd/<n>`` of the file checked here: the same file, whatever is swapped
+in at its path in between.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import socket
 import ssl
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.config import MqttConfig
+from buffer.fileinfo import Foreign, kind_of_mode
+from edge.config import MQTT_MAX_STRING, MqttConfig
+from edge.config_paths import describe
 from edge.i18n import _
 
 PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
@@ -43,11 +53,51 @@ def read_password(path: str) -> str:
     >>> os.unlink(f.name)
     """
     try:
-        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        with _regular_file(path) as fd:
+            data = os.pread(fd, MQTT_MAX_STRING + 3, 0).rstrip(b"\r\n")   # the longest, a \r\n, one byte more
+        if len(data) > MQTT_MAX_STRING:
+            raise UplinkSetupError(_("the MQTT password in {path} is longer than the {limit} bytes MQTT "
+                                     "carries").format(path=path, limit=MQTT_MAX_STRING))
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise UplinkSetupError(_("cannot read the MQTT password file {path}: {reason}").format(
             path=path, reason=reason)) from None
+
+
+class NotARegularFile(OSError):
+    """A file the uplink reads is a FIFO, a device, a directory…: reading it could block or mean nothing."""
+
+
+@contextlib.contextmanager
+def _regular_file(path: str) -> Iterator[int]:
+    """A read-only descriptor of ``path``, opened without blocking; :class:`NotARegularFile` unless a regular file.
+
+    Looked at before it is opened as well, so that a device (a serial port's DTR line) is never opened.
+    """
+    _refuse_unless_regular(path, os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        _refuse_unless_regular(path, os.fstat(fd).st_mode)   # the path may have been swapped since the stat
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _refuse_unless_regular(path: str, mode: int) -> None:
+    kind = kind_of_mode(mode)
+    if kind is not None:
+        raise NotARegularFile(_("{path} is {what}, not a regular file").format(
+            path=path, what=describe(Foreign(kind))))
+
+
+def _tls_files(cfg: MqttConfig, stack: contextlib.ExitStack) -> dict[str, str | None]:
+    """The TLS files as ``/proc/self/fd/<n>`` names of descriptors checked by :func:`_regular_file` (None if unset)."""
+    names: dict[str, str | None] = {}
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = getattr(cfg, key)
+        names[key] = None if path is None else f"/proc/self/fd/{stack.enter_context(_regular_file(path))}"
+    return names
 
 
 def keepalive_seconds(keepalive: float) -> int:
@@ -81,8 +131,10 @@ def make_client(cfg: MqttConfig, client_id: str, will: tuple[str, bytes],
         client.username_pw_set(cfg.username, password)
     if cfg.tls:
         try:
-            client.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
-                           cert_reqs=ssl.CERT_REQUIRED)
+            with contextlib.ExitStack() as stack:
+                files = _tls_files(cfg, stack)
+                client.tls_set(ca_certs=files["ca_file"], certfile=files["cert_file"], keyfile=files["key_file"],
+                               cert_reqs=ssl.CERT_REQUIRED)
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise UplinkSetupError(_("cannot load the TLS files (ca_file {ca}, cert_file {cert}, key_file {key}): "
                                      "{reason}").format(ca=cfg.ca_file, cert=cfg.cert_file, key=cfg.key_file,
@@ -107,6 +159,8 @@ def _os_reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None) if isinstance(exc, ssl.SSLError) else None
     if reason:
         return str(reason).replace("_", " ").lower()
+    if isinstance(exc, NotARegularFile):
+        return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror[0].lower() + exc.strerror[1:]
     return str(exc) or type(exc).__name__

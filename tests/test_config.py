@@ -83,13 +83,13 @@ CASES = [
     ("grid wildcard", '[gateway]\nid = "gw-1"\ngrid = "shimen2/#"\n',
      ['gateway.grid: must not contain the MQTT wildcards "+" and "#", got "shimen2/#"']),
     ("grid too deep", '[gateway]\nid = "gw-1"\ngrid = "a/b/c/d/e/f/g"\n',
-     ['gateway.grid: expected 1 to 6 segments of a-z, 0-9, "_" and "-" separated by "/", '
+     ['gateway.grid: expected 1 to 6 segments of 1 to 64 characters of a-z, 0-9, "_" and "-" separated by "/", '
       'like "shimen2/xinfukangli/b07", got "a/b/c/d/e/f/g"']),
     ("grid empty segment", '[gateway]\nid = "gw-1"\ngrid = "shimen2//b07"\n',
-     ['gateway.grid: expected 1 to 6 segments of a-z, 0-9, "_" and "-" separated by "/", '
+     ['gateway.grid: expected 1 to 6 segments of 1 to 64 characters of a-z, 0-9, "_" and "-" separated by "/", '
       'like "shimen2/xinfukangli/b07", got "shimen2//b07"']),
     ("grid upper case", '[gateway]\nid = "gw-1"\ngrid = "Shimen2"\n',
-     ['gateway.grid: expected 1 to 6 segments of a-z, 0-9, "_" and "-" separated by "/", '
+     ['gateway.grid: expected 1 to 6 segments of 1 to 64 characters of a-z, 0-9, "_" and "-" separated by "/", '
       'like "shimen2/xinfukangli/b07", got "Shimen2"']),
     ("timezone typo", GATEWAY + 'timezone = "Asia/Shangai"\n',
      ['gateway.timezone: unknown time zone "Asia/Shangai"; did you mean "Asia/Shanghai"?']),
@@ -170,7 +170,8 @@ CASES = [
     ("buffer records not a number", GATEWAY + '[buffer]\ncommit_max_records = "many"\n',
      ['buffer.commit_max_records: expected an integer, got "many"']),
     ("buffer path is a folder", GATEWAY + '[buffer]\npath = "{dir}"\n',
-     ['buffer.path: expected a file, "{dir}" is a directory']),
+     ['buffer.path: "{dir}" is a directory, not an outbox: the agent leaves it alone and cannot start on it; '
+      'correct the path or move that file away']),
     ("buffer path empty", GATEWAY + '[buffer]\npath = ""\n', ["buffer.path: must not be empty"]),
     ("buffer unknown key", GATEWAY + "[buffer]\nmax_mib = 64\n",
      ['buffer.max_mib: unknown key; did you mean "max_mb"?']),

@@ -30,11 +30,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.commands import MAX_NAME, MAX_REQUEST
-from edge.control import READ_DEADLINE
+from edge.control import READ_DEADLINE, request
 from edge.instance_lock import OutboxLock
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from tests.agent_helpers import BASE, GATEWAY, ROOT, config_text, linli
 from tests.mqtt_helpers import wait_until
+from tests.untouched import fingerprint, snapshot
 
 SCALE = float(os.environ.get("LINLI_FUZZ_SCALE", "1"))
 pytestmark = pytest.mark.timeout(180 * max(SCALE, 1))
@@ -300,3 +301,83 @@ def test_a_sighup_with_a_config_the_agent_cannot_use_keeps_it_running(agent, tmp
     assert "nested more than 32 deep" in log
     assert f"another agent (pid {os.getpid()}) already runs on the outbox {tmp_path / 'held.db'}" in log
     assert agent.proc.poll() is None
+
+
+def test_a_sighup_with_paths_on_files_the_agent_did_not_make_keeps_it_running_and_the_files_intact(agent, tmp_path):
+    good = agent.config.read_text()
+    strangers = tmp_path / "strangers"
+    strangers.mkdir()
+    (strangers / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (strangers / "notes.sock").write_text("not a socket\n")
+    before = snapshot(strangers)
+    for bad in (good.replace(str(tmp_path / "outbox.db"), str(strangers / "passwd")),
+                good.replace(str(tmp_path / "control.sock"), str(strangers / "notes.sock")),
+                good + f"x = {'9' * 5_000}\n"):
+        agent.config.write_text(bad)
+        mark = agent.log.stat().st_size
+        agent.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda mark=mark: b"reload refused" in agent.log.read_bytes()[mark:], 15, "the refusal")
+        agent.more_seqs()
+    log = agent.log.read_text()
+    assert f'buffer.path: "{strangers / "passwd"}" is a text file of 32 bytes, not an outbox' in log
+    assert f'control.socket: "{strangers / "notes.sock"}" is a regular file, not a socket' in log
+    assert "a number of more than 4300 digits" in log
+    assert snapshot(strangers) == before
+    agent.config.write_text(good)
+    assert agent.cli("status").returncode == 0, "the running config's control socket still answers"
+
+
+def a_fresh_database_of_another_program(path) -> None:
+    """Killed before its first checkpoint: its tables are in its WAL, its main file's header looks empty.
+
+    No header can tell it from an outbox in the same state (buffer/fileinfo.py), so the checker
+    passes it; the outbox refuses it once it opens it and finds tables that are not its own.
+    """
+    script = ("import os, sqlite3, sys; conn = sqlite3.connect(sys.argv[1]); conn.execute('PRAGMA journal_mode=WAL'); "
+              "conn.execute('CREATE TABLE contacts (name TEXT)'); conn.commit(); os._exit(0)")
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+
+
+def test_a_sighup_onto_a_file_the_outbox_refuses_to_open_keeps_the_running_config(
+        tmp_path, broker, transmitter, subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/+", base=BASE)
+    answers = subscriber_factory(broker.host, broker.port, BASE + "/cmd/+/reply", base=BASE)
+    live = LiveAgent(tmp_path, broker, transmitter, sub, answers)
+    try:
+        live.more_seqs(0, 3)
+        a_fresh_database_of_another_program(tmp_path / "contacts.db")
+        before = fingerprint(tmp_path / "contacts.db")
+        live.config.write_text(live.config.read_text().replace(str(tmp_path / "outbox.db"),
+                                                               str(tmp_path / "contacts.db")))
+        mark = live.log.stat().st_size
+        live.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: b"reload" in live.log.read_bytes()[mark:] and (
+            b"refused" in live.log.read_bytes()[mark:] or live.proc.poll() is not None), 20, "the reload's outcome")
+        assert live.proc.poll() is None, "the agent is alive"
+        live.more_seqs()
+        assert fingerprint(tmp_path / "contacts.db") == before
+    finally:
+        live.stop()
+
+
+def test_a_sighup_onto_a_socket_another_process_serves_keeps_the_running_control_socket(
+        tmp_path, broker, transmitter, subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/+", base=BASE)
+    answers = subscriber_factory(broker.host, broker.port, BASE + "/cmd/+/reply", base=BASE)
+    live = LiveAgent(tmp_path, broker, transmitter, sub, answers)
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        live.more_seqs(0, 3)
+        wait_until(lambda: live.cli("status").returncode == 0, 20, "the control socket")
+        other.bind(str(tmp_path / "other.sock"))   # a socket: the checker passes it; someone answers on it
+        other.listen()
+        live.config.write_text(live.config.read_text().replace(live.socket, str(tmp_path / "other.sock")))
+        mark = live.log.stat().st_size
+        live.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: b"control socket" in live.log.read_bytes()[mark:]
+                   or b"reload refused" in live.log.read_bytes()[mark:], 20, "the reload's outcome")
+        assert request(live.socket, "health")["ok"], "the running control socket still answers"
+    finally:
+        other.close()
+        live.stop()
+    assert live.proc.returncode == 0

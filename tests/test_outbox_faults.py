@@ -101,7 +101,7 @@ def damaged_outbox(path: Path, seed: int = 1) -> bytes:
 
 @pytest.mark.parametrize("content, what", [
     (random.Random(1).randbytes(20_000), "not an SQLite database"),
-    (b"[gateway]\nid = \"gw-1\"\n", "not an SQLite database"),
+    (b"[gateway]\nid = \"gw-1\"\n", "a text file"),
     (b"SQLite format 3\x00" + bytes(52) + (0x12345678).to_bytes(4, "big") + bytes(4000), "another program"),
 ])
 def test_a_file_that_is_not_an_outbox_is_refused_and_left_byte_for_byte(tmp_path, content, what):

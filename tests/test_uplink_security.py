@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import time
 
 import pytest
 
 from buffer.outbox import Priority
 from edge.simulate.broker import TlsListener
+from tests.agent_helpers import config_text, linli
 from tests.mqtt_helpers import alarm, reading, uplink_config, wait_until
 
 PROTOCOLS = ["3.1.1", "5"]
@@ -123,3 +128,65 @@ def test_missing_password_file_is_reported_then_recovered(tmp_path, password_bro
     assert uplink.is_alive() and not uplink.status()["connected"]
     secret.write_text("s3cret!")
     wait_until(lambda: uplink.status()["connected"], 10, "connected once the file exists")
+
+
+# --- a FIFO where a file should be ----------------------------------------------------------------------------------
+# Opening a FIFO to read waits for a writer: the uplink thread used to hang there, with its heartbeat
+# stale and SIGTERM unable to stop it. `linli config check` refuses a FIFO; one put there later is reported.
+@needs_passwd
+def test_a_fifo_for_the_password_file_is_reported_not_waited_on(tmp_path, password_broker, writer, start_uplink):
+    secret = tmp_path / "mqtt-password"
+    os.mkfifo(secret)
+    config = uplink_config(password_broker.host, password_broker.port, username="gw-test",
+                           password_file=str(secret))
+    uplink = start_uplink(config, writer)
+    wait_until(lambda: uplink.status()["last_error"], 10, "an error")
+    assert uplink.status()["last_error"] == (f"cannot read the MQTT password file {secret}: {secret} is a FIFO "
+                                             f"(named pipe), not a regular file")
+    assert time.monotonic() - uplink.heartbeat < 2, "the thread goes on beating"
+    secret.unlink()
+    secret.write_text("s3cret!\n")
+    wait_until(lambda: uplink.status()["connected"], 15, "connected once a regular file is there")
+
+
+def test_a_fifo_for_a_tls_file_is_reported_not_waited_on(tmp_path, pki, tls_broker, writer, start_uplink):
+    ca = tmp_path / "ca.crt"
+    os.mkfifo(ca)
+    config = uplink_config(tls_broker.host, tls_broker.port, tls=True, ca_file=str(ca),
+                           cert_file=str(pki.client_cert), key_file=str(pki.client_key))
+    uplink = start_uplink(config, writer)
+    wait_until(lambda: uplink.status()["last_error"], 10, "an error")
+    assert uplink.status()["last_error"].endswith(f"{ca} is a FIFO (named pipe), not a regular file")
+    ca.unlink()
+    shutil.copy(pki.ca_cert, ca)
+    wait_until(lambda: uplink.status()["connected"], 15, "connected once a regular file is there")
+
+
+def test_linli_run_stops_on_sigterm_with_a_fifo_swapped_in_for_the_password_file(tmp_path):
+    """The issue's row as a process: the file passes the check, becomes a FIFO, and SIGTERM still stops the agent."""
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret!\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        # Bound and never listening: every attempt is refused, and no other test can be given this port.
+        closed.bind(("127.0.0.1", 0))
+        config = tmp_path / "edge.toml"
+        # The uplink tries again every few hundred ms, reading the password file each time.
+        config.write_text(config_text(port=closed.getsockname()[1], outbox=tmp_path / "outbox.db",
+                                      serial_port="/dev/ttyNONE",
+                                      mqtt_extra=f'username = "gw-e2e"\npassword_file = "{secret}"'))
+        log = tmp_path / "agent.log"
+        with open(log, "wb") as sink:
+            agent = linli("--config", str(config), "run", stdout=subprocess.DEVNULL, stderr=sink)
+        try:
+            wait_until(lambda: b"cannot connect to broker" in log.read_bytes(), 20, "a failed attempt")
+            secret.unlink()
+            os.mkfifo(secret)
+            wait_until(lambda: b"is a FIFO (named pipe), not a regular file" in log.read_bytes(), 20,
+                       "the FIFO refused")
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=20)
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+    assert agent.returncode == 0, log.read_text()

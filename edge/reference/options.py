@@ -19,7 +19,7 @@ import dataclasses
 import json
 from typing import Any
 
-from drivers.options import Option
+from drivers.options import Option, number_text
 from edge.reference.markdown import cell, table
 
 TYPE_NAMES = {
@@ -73,7 +73,7 @@ def toml_value(opt: Option, value: Any) -> str:
 def _bound(opt: Option, value: float) -> str:
     if opt.kind == "duration":
         return duration_text(value)
-    return f"{value:g}"
+    return number_text(value)
 
 
 def allowed(opt: Option) -> str:
