@@ -99,8 +99,12 @@ class OutboxLock:
                 pid=held_by, outbox=self.outbox_path)) from None
         if not is_lock_content(_read(fd)):
             raise self._foreign()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            # The lock holds all the same; only the pid a second agent would name is missing (a full disk).
+            log.warning("the lock %s is held, but its pid could not be written: %s", self.path, exc.strerror)
 
     def _foreign(self) -> InstanceLockError:
         return InstanceLockError(_("{path} is where the lock of the outbox {outbox} goes, but it holds something "
