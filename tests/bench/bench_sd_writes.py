@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from edge.simulate.broker import LocalBroker
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from tests.agent_helpers import BASE, config_text, linli
+from tests.bench.bench_agent import extra_sensors
 from tests.mqtt_helpers import Subscriber
 from tests.tcp_proxy import TcpProxy
 
@@ -50,14 +51,7 @@ def cpu_seconds(pid: int) -> float:
 
 def gateway_config(workdir: Path, port: int, serial_port: str, sensors: int, interval: str) -> str:
     text = config_text(port=port, outbox=workdir / "outbox.db", serial_port=serial_port, interval=interval,
-                       extra_sensors="".join(f"""
-[[sensor]]
-id = "pump-pressure-{i}"
-driver = "modbus_pressure"
-bus = "rs485-1"
-address = 1
-interval = "{interval}"
-""" for i in range(2, sensors + 1)))
+                       extra_sensors=extra_sensors(sensors, interval))
     # The default [buffer] (only the path stays) and the default reconnect pacing and keepalive.
     for test_setting in ('commit_interval = "100ms"\n', 'reconnect_min = "100ms"\n', 'reconnect_max = "500ms"\n',
                          'keepalive = "5s"\n'):
