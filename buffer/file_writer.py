@@ -105,6 +105,14 @@ class FileWriter:
         with self._transaction():
             self._save_meta(meta)
 
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the file (and sync it), so that losing the log cannot lose what was in it.
+
+        Done after each seq reservation: a card that loses the log must not lose the reservation too, or the
+        next start would hand out seqs already sent (decision 0005).
+        """
+        self.conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+
     def members(self, first: int) -> set[int]:
         """The seqs in the chunk that starts at ``first``."""
         row = self.conn.execute("SELECT data FROM chunk WHERE first_seq = ?", (first,)).fetchone()

@@ -444,6 +444,7 @@ class Outbox:
             return   # the caller's transaction writes meta with the new boundary (or there is no file)
         try:
             self._file.save_meta(Meta(reserved_to, unsaved_from, self._dropped_total))
+            self._file.checkpoint()
             self._unsaved_written = unsaved_from
         except (sqlite3.Error, OSError) as exc:
             self._reserved_to = previous

@@ -479,3 +479,18 @@ def test_without_memory_fallback_an_unusable_file_is_an_error(tmp_path):
     (tmp_path / "spool").write_text("x")
     with pytest.raises(OutboxError, match="cannot create the outbox directory"):
         Outbox(tmp_path / "spool" / "outbox.db")
+
+
+def test_a_lost_write_ahead_log_never_makes_a_seq_repeat(tmp_path):
+    """Each seq reservation is checkpointed into the file: a card that loses the log keeps the reservation."""
+    path = tmp_path / "outbox.db"
+    proc = subprocess.Popen([sys.executable, str(WRITER), str(path), "3", "k"], stdout=subprocess.PIPE)
+    printed = [int(seq) for seq in proc.stdout.readline().split()]      # committed, and possibly sent
+    proc.kill()
+    proc.communicate()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)                # lost with the card's last writes
+    with Outbox(path) as box:
+        gap = [r.body for r in box.fetch({}, 100) if r.body.get("reason") == "restart"]
+        assert box.add(reading(1), Priority.TELEMETRY) > max(printed)
+    assert gap and gap[0]["seq_from"] <= min(printed) and gap[0]["seq_to"] >= max(printed)
