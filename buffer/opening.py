@@ -82,9 +82,8 @@ def open_outbox(path: Path, *, max_bytes: int, now_ms: int, max_page_count: int 
             opened.announcements.append((_alarm(
                 f"the outbox {path.name} was an empty file; seqs go on from the clock at {first_seq} so "
                 f"that none is reused", now_ms), ALARM))
-        else:
-            _check_meta(conn, opened, from_clock, now_ms)
-            _announce_restart_gap(conn, opened, meta)
+        elif not _check_meta(conn, opened, from_clock, now_ms):
+            _announce_restart_gap(conn, opened, meta)   # after a jump from the clock the alarm explains it all
     except BaseException:
         conn.close()
         raise
@@ -96,11 +95,13 @@ def foreign(path: Path) -> str | None:
     return fileinfo.describe_foreign(path)
 
 
-def _check_meta(conn: sqlite3.Connection, opened: Opened, from_clock: int, now_ms: int) -> None:
-    """A next seq that is not above every stored record (a tampered or damaged meta) goes on from the clock."""
+def _check_meta(conn: sqlite3.Connection, opened: Opened, from_clock: int, now_ms: int) -> bool:
+    """A next seq that is not above every stored record (a tampered or damaged meta) goes on from the clock.
+
+    True when it did."""
     highest = store.highest_stored_seq(conn)
     if opened.next_seq > highest and opened.next_seq >= 1:
-        return
+        return False
     found = opened.next_seq
     opened.next_seq = max(from_clock, highest + 1)
     conn.execute("UPDATE meta SET value = ? WHERE key IN ('next_seq', 'unsaved_from')", (opened.next_seq,))
@@ -109,6 +110,7 @@ def _check_meta(conn: sqlite3.Connection, opened: Opened, from_clock: int, now_m
     opened.announcements.append((_alarm(
         f"the outbox's next seq ({found}) was not above its highest record ({highest}); seqs go on from the "
         f"clock at {opened.next_seq} so that none is reused", now_ms), ALARM))
+    return True
 
 
 def _announce_restart_gap(conn: sqlite3.Connection, opened: Opened, meta: dict[str, int]) -> None:

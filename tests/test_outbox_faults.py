@@ -156,6 +156,7 @@ def test_a_meta_out_of_range_goes_on_above_every_stored_seq(tmp_path):
         assert rows[0].body["alarm"] == "gateway/outbox-corrupt" and "not above" in rows[0].body["message"]
         assert rows[0].seq >= WALL
         assert max(r.seq for r in rows if r.priority == Priority.TELEMETRY) == 30   # stored records are still sent
+        assert not [r for r in rows if r.body.get("kind") == "dropped"]    # the alarm explains the jump
 
 
 def test_a_file_truncated_mid_page_is_moved_aside_and_its_seq_recovered(tmp_path):
