@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from buffer import store
 from buffer.fileinfo import HEADER_BYTES, describe_foreign, foreign
 from buffer.outbox import Outbox, Priority
 from buffer.store import APPLICATION_ID, SCHEMA_VERSION
@@ -48,14 +49,15 @@ def test_nothing_there_an_empty_file_and_a_closed_outbox_are_outboxes(tmp_path):
 
 def test_a_running_agents_fresh_outbox_whose_header_is_still_in_its_wal_is_an_outbox(tmp_path):
     """``linli config check`` (and a reload) look at the outbox while the agent holds it open."""
-    box = Outbox(tmp_path / "outbox.db")
+    # The moment between the schema's commit and the first seq reservation (which checkpoints).
+    conn, created = store.open_writer(tmp_path / "outbox.db", first_seq=1, created_ms=0, max_bytes=2**20)
     try:
-        box.add(ALARM, Priority.ALARM)
+        assert created
         assert header(tmp_path / "outbox.db")[68:72] == bytes(4), "the application id is only in the WAL so far"
         assert (tmp_path / "outbox.db-wal").stat().st_size > 0
         assert describe_foreign(tmp_path / "outbox.db") is None
     finally:
-        box.close()
+        conn.close()
 
 
 def test_an_outbox_left_by_a_killed_agent_is_an_outbox(tmp_path):
