@@ -18,10 +18,8 @@ edge.errors.ConfigError: the configuration has 1 problem:
 
 from __future__ import annotations
 
-import datetime
 import difflib
 import fnmatch
-import functools
 import ipaddress
 import os
 import re
@@ -29,16 +27,18 @@ import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from drivers.options import Option, validate_options
-from drivers.registry import BUS_KINDS, bus_class, driver_class, driver_names
+from drivers.options import Option
+from drivers.registry import BUS_KINDS, bus_class, driver_class
 from edge import config_paths, topics
 from edge.commands import MAX_NAME as MAX_COMMAND_NAME
-from edge.config_paths import PathClaims
+from edge.config_problems import show, unknown_choice, unknown_key
+from edge.config_rules import check_rule
+from edge.config_tables import Context, Report, Section, Table, check_name, not_empty, present
 from edge.errors import ConfigError
 from edge.i18n import _
-from edge.rules import AWAY_ALARM, KINDS, SEVERITIES, RuleConfig, parse_window
+from edge.rules import SEVERITIES, RuleConfig
 from edge.toml_shape import MAX_BYTES, ShapeError, check_shape
 
 DEFAULT_PATH = "/etc/linli/edge.toml"
@@ -188,17 +188,17 @@ def validate(raw: dict[str, Any], source: str | os.PathLike | None = None) -> Co
     """
     source = None if source is None else os.fspath(source)
     if not isinstance(raw, dict):  # a config pushed over MQTT may be any JSON value
-        raise ConfigError([_("expected a table of sections like [gateway], got {value}").format(value=_show(raw))],
+        raise ConfigError([_("expected a table of sections like [gateway], got {value}").format(value=show(raw))],
                           source)
-    report = _Report()
-    ctx = _Context(base=Path(os.path.abspath(source)).parent if source else Path.cwd())
+    report = Report()
+    ctx = Context(base=Path(os.path.abspath(source)).parent if source else Path.cwd())
     if source:
         ctx.paths.claim(os.path.abspath(source), None, _("this configuration file"), writes=False)
     place = {key: index for index, key in enumerate(raw)}
     known = [section.key for section in SECTIONS]
     for key in raw:
         if key not in known:
-            report.add((place[key],), key, _unknown_key(key, [k for k in known if k not in raw]))
+            report.add((place[key],), key, unknown_key(key, [k for k in known if k not in raw]))
     built: dict[str, Any] = {}
     for section in SECTIONS:
         if section.key in raw:
@@ -212,150 +212,9 @@ def validate(raw: dict[str, Any], source: str | os.PathLike | None = None) -> Co
     return Config(**built, source=source)
 
 
-# --- the machinery every section shares -----------------------------------------------------------------
-class _Report:
-    """Problems found so far, each with its place in the file so they can be listed in file order."""
-
-    def __init__(self) -> None:
-        self._found: list[tuple[tuple[int, ...], str]] = []
-
-    def add(self, place: tuple[int, ...], path: str, message: str) -> None:
-        self._found.append((place, f"{path}: {message}"))
-
-    def __len__(self) -> int:
-        return len(self._found)
-
-    def lines(self) -> list[str]:
-        return [text for _place, text in sorted(self._found, key=lambda found: found[0])]
-
-
-@dataclass
-class _Table:
-    """One TOML table under validation: its key path (``sensor[2]``), its place in the file, where problems go."""
-
-    path: str
-    raw: dict[str, Any]
-    place: tuple[int, ...]
-    report: _Report
-    problems: int = 0
-
-    def problem(self, key: str, message: str) -> None:
-        """Report ``message`` about ``key`` (listed before the table's keys when the key is missing)."""
-        position = list(self.raw).index(key) if key in self.raw else -1
-        self.report.add((*self.place, position), f"{self.path}.{key}", message)
-        self.problems += 1
-
-    def check(self, spec: dict[str, Option], raw: dict[str, Any], siblings: tuple[str, ...] = ()) -> dict[str, Any]:
-        """Validate ``raw`` (some keys of this table) against ``spec``; return the values that are valid.
-
-        ``siblings`` are keys of this table checked elsewhere: an unknown key may be a typo of one of them.
-        """
-        values, problems = validate_options(spec, raw)
-        self._report(problems, spec, siblings)
-        return values
-
-    def check_class(self, cls: type, raw: dict[str, Any], siblings: tuple[str, ...]) -> dict[str, Any]:
-        """Validate a bus's or driver's own keys: its ``options``, then its ``check_options``.
-
-        ``check_options(values) -> [(key, message)]`` judges keys together (``decimals`` and
-        ``decimals_register`` both given); it only sees values that passed one by one.
-        """
-        values, problems = validate_options(cls.options, raw)
-        if not problems:
-            problems = cls.check_options(values)
-        self._report(problems, cls.options, siblings)
-        return values
-
-    def _report(self, problems: list[tuple[str, str]], spec: dict[str, Option], siblings: tuple[str, ...]) -> None:
-        for key, message in problems:
-            if message == "unknown key":
-                candidates = [k for k in (*spec, *siblings) if k not in self.raw]
-                self.problem(key, _unknown_key(key, candidates))
-            else:
-                self.problem(key, _translated(message))
-
-
-@dataclass
-class _Context:
-    """What sections learn about each other while the document is validated."""
-
-    base: Path
-    #: bus name -> its kind (None when the kind is unusable, so sensors on it are not checked against it)
-    bus_kinds: dict[str, str | None] = field(default_factory=dict)
-    #: sensor id -> the quantities its driver reports (None when the driver is unusable)
-    sensor_quantities: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
-    #: (section, name) -> key path of the entry that first used it
-    names: dict[tuple[str, str], str] = field(default_factory=dict)
-    #: alarm name ("<sensor>/<rule>") -> its severity, for outputs to check what they follow
-    alarm_severities: dict[str, str] = field(default_factory=lambda: {AWAY_ALARM: "info"})
-    #: every file the config names or makes the agent create, so that no two keys end up on one
-    paths: PathClaims = field(default_factory=PathClaims)
-
-    @functools.cached_property
-    def driver_names(self) -> list[str]:
-        """Known drivers, looked up once: scanning the entry points of every installed package takes ~10 ms."""
-        return driver_names()
-
-    def claim(self, table: _Table, section: str, key: str, name: str) -> bool:
-        """Record that ``table`` uses ``name``; report it and return False when another entry did first."""
-        first = self.names.setdefault((section, name), table.path)
-        if first != table.path:
-            table.problem(key, _("{value} is already used by {other}").format(value=_show(name), other=first))
-            return False
-        return True
-
-    def file(self, table: _Table, key: str, path: str, what: str) -> str:
-        """``path`` made absolute against the config's folder; a problem when it is not a readable regular file."""
-        full = os.path.normpath(self.base / path)
-        if (problem := config_paths.read_file_problem(full, f"{table.path}.{key}", what, self.paths)) is not None:
-            table.problem(key, problem)
-        return full
-
-
-@dataclass(frozen=True)
-class Section:
-    """A top-level TOML section: ``[key]`` (one table) or ``[[key]]`` (``many``), built into ``Config.<attribute>``.
-
-    A new section is one ``check`` function plus one entry in :data:`SECTIONS`.
-    """
-
-    key: str
-    attribute: str
-    check: Callable[[_Table, _Context], Any]
-    many: bool = False
-    required: bool = False
-
-    def build(self, raw: Any, place: tuple[int, ...], report: _Report, ctx: _Context) -> Any:
-        if not self.many:
-            if not isinstance(raw, dict):
-                report.add(place, self.key, _("expected a table like [{name}], got {value}").format(
-                    name=self.key, value=_show(raw)))
-                return None
-            return self.check(_Table(self.key, raw, place, report), ctx)
-        if not isinstance(raw, list):
-            report.add(place, self.key, _("expected an array of tables like [[{name}]], got {value}").format(
-                name=self.key, value=_show(raw)))
-            return None
-        built = []
-        for index, entry in enumerate(raw):
-            path = f"{self.key}[{index}]"
-            if isinstance(entry, dict):
-                built.append(self.check(_Table(path, entry, (*place, index), report), ctx))
-            else:
-                report.add((*place, index), path, _("expected {expected}, got {value}").format(
-                    expected=_("a table"), value=_show(entry)))
-        return tuple(built)
-
-
-def _present(values: dict[str, Any]) -> dict[str, Any]:
-    """The values the file gave (``validate_options`` fills absent keys with None); dataclass defaults do the rest."""
-    return {key: value for key, value in values.items() if value is not None}
-
-
 # --- [gateway] ------------------------------------------------------------------------------------------
 _GATEWAY_ID = re.compile(r"[a-z0-9-]{1,64}")
 _GRID_SEGMENT = re.compile(r"[a-z0-9_-]{1,64}")
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 #: The longest topic under the base topic: a reply to the longest command name answered, or a
 #: sensor's (64) rule's (64) retained alarm state; each is built the way the uplink builds it.
 _LONGEST_TOPIC_TAIL = max(len(topics.command_reply("", "n" * MAX_COMMAND_NAME).encode()),
@@ -377,7 +236,7 @@ def _reserved(value: str) -> str | None:
 
 def _gateway_id(value: str) -> str | None:
     if not _GATEWAY_ID.fullmatch(value):
-        return _('expected 1 to 64 characters of a-z, 0-9 and "-", got {value}').format(value=_show(value))
+        return _('expected 1 to 64 characters of a-z, 0-9 and "-", got {value}').format(value=show(value))
     if value in RESERVED_LEVELS:
         return _reserved(value)
     return None
@@ -385,11 +244,11 @@ def _gateway_id(value: str) -> str | None:
 
 def _grid(value: str) -> str | None:
     if "+" in value or "#" in value:
-        return _('must not contain the MQTT wildcards "+" and "#", got {value}').format(value=_show(value))
+        return _('must not contain the MQTT wildcards "+" and "#", got {value}').format(value=show(value))
     segments = value.split("/")
     if len(segments) > 6 or not all(_GRID_SEGMENT.fullmatch(s) for s in segments):
         return _('expected 1 to 6 segments of 1 to 64 characters of a-z, 0-9, "_" and "-" separated by "/", '
-                 'like "shimen2/xinfukangli/b07", got {value}').format(value=_show(value))
+                 'like "shimen2/xinfukangli/b07", got {value}').format(value=show(value))
     for segment in segments:
         if segment in RESERVED_LEVELS:
             return _reserved(segment)
@@ -403,8 +262,8 @@ def _timezone(value: str) -> str | None:
         suggestion = _zone_like(value)
         if suggestion:
             return _('unknown time zone {value}; did you mean "{suggestion}"?').format(
-                value=_show(value), suggestion=suggestion)
-        return _('unknown time zone {value}; expected an IANA name like "Asia/Shanghai"').format(value=_show(value))
+                value=show(value), suggestion=suggestion)
+        return _('unknown time zone {value}; expected an IANA name like "Asia/Shanghai"').format(value=show(value))
     return None
 
 
@@ -437,16 +296,12 @@ GATEWAY_OPTIONS = {
 }
 
 
-def _gateway(table: _Table, ctx: _Context) -> GatewayConfig | None:
+def _gateway(table: Table, ctx: Context) -> GatewayConfig | None:
     values = table.check(GATEWAY_OPTIONS, table.raw)
-    return None if table.problems else GatewayConfig(**_present(values))
+    return None if table.problems else GatewayConfig(**present(values))
 
 
 # --- [mqtt] ---------------------------------------------------------------------------------------------
-def _not_empty(value: str) -> str | None:
-    return None if value.strip() else _("must not be empty")
-
-
 def _host(value: str) -> str | None:
     try:
         ipaddress.IPv6Address(value)
@@ -455,12 +310,12 @@ def _host(value: str) -> str | None:
         pass
     if not value or "/" in value or ":" in value or any(c.isspace() for c in value):
         return _('expected a host name or IP address like "mqtt.example.org", without scheme or port, '
-                 'got {value}').format(value=_show(value))
+                 'got {value}').format(value=show(value))
     try:
         value.encode("idna")   # what the resolver is given: an empty or over-long label cannot be
     except UnicodeError:
         return _("expected a host name whose labels (the parts between dots) have 1 to 63 characters, "
-                 "got {value}").format(value=_show(value))
+                 "got {value}").format(value=show(value))
     return None
 
 
@@ -472,13 +327,13 @@ def _topic_prefix(value: str) -> str | None:
                  "grid, the gateway id and the longest level after them").format(
             length=len(value.encode()), limit=TOPIC_PREFIX_MAX_BYTES, mqtt=MQTT_MAX_STRING)
     if "+" in value or "#" in value:
-        return _('must not contain the MQTT wildcards "+" and "#", got {value}').format(value=_show(value))
+        return _('must not contain the MQTT wildcards "+" and "#", got {value}').format(value=show(value))
     if value.startswith("/") or value.endswith("/"):
-        return _('must not start or end with "/", got {value}').format(value=_show(value))
+        return _('must not start or end with "/", got {value}').format(value=show(value))
     if "//" in value:
-        return _('must not contain an empty topic level ("//"), got {value}').format(value=_show(value))
+        return _('must not contain an empty topic level ("//"), got {value}').format(value=show(value))
     if value.startswith("$"):
-        return _('must not start with "$" (such topics belong to the broker), got {value}').format(value=_show(value))
+        return _('must not start with "$" (such topics belong to the broker), got {value}').format(value=show(value))
     return None
 
 
@@ -520,15 +375,15 @@ MQTT_OPTIONS = {
                         help="whole seconds; the broker declares the gateway gone (and publishes its Last Will) "
                              "after 1.5 × this without a packet"),
     "tls": Option("bool", help="encrypt the connection and check the broker's certificate"),
-    "ca_file": Option("str", check=_not_empty,
+    "ca_file": Option("str", check=not_empty,
                       help="file (PEM) of the CA certificates that signed the broker's; only with tls; default: the "
                            "system's CA store"),
-    "cert_file": Option("str", check=_not_empty,
+    "cert_file": Option("str", check=not_empty,
                         help="file (PEM) of the gateway's client certificate; only with tls, and with key_file"),
-    "key_file": Option("str", check=_not_empty,
+    "key_file": Option("str", check=not_empty,
                        help="file (PEM) of the private key of cert_file; only with tls, and with cert_file"),
     "username": Option("str", check=_mqtt_string, help="MQTT user name, at most 65535 bytes"),
-    "password_file": Option("str", check=_not_empty,
+    "password_file": Option("str", check=not_empty,
                             help="file holding only the password (at most 65535 bytes), readable by the agent "
                                  "alone; needs username"),
     "batch_max_records": Option("int", min=1, max=10_000, help="records per telemetry message at most"),
@@ -556,9 +411,9 @@ def _mqtt_files() -> dict[str, str]:
 _TLS_FILES = ("ca_file", "cert_file", "key_file")
 
 
-def _mqtt(table: _Table, ctx: _Context) -> MqttConfig | None:
+def _mqtt(table: Table, ctx: Context) -> MqttConfig | None:
     raw = table.raw
-    values = _present(table.check(MQTT_OPTIONS, raw))
+    values = present(table.check(MQTT_OPTIONS, raw))
     for key in _TLS_FILES:
         if key not in values:
             continue
@@ -577,7 +432,7 @@ def _mqtt(table: _Table, ctx: _Context) -> MqttConfig | None:
     return None if table.problems else MqttConfig(**values)
 
 
-def _check_password_size(table: _Table, path: str) -> None:
+def _check_password_size(table: Table, path: str) -> None:
     """A password longer than MQTT carries made paho raise in the uplink thread (a newline at its end is not in it)."""
     try:
         size = os.stat(path).st_size
@@ -588,19 +443,19 @@ def _check_password_size(table: _Table, path: str) -> None:
                                          'bytes').format(path=path, size=size, limit=MQTT_MAX_STRING))
 
 
-def _check_reconnect(table: _Table, values: dict[str, Any]) -> None:
+def _check_reconnect(table: Table, values: dict[str, Any]) -> None:
     shortest = values.get("reconnect_min", MqttConfig.reconnect_min)
     longest = values.get("reconnect_max", MqttConfig.reconnect_max)
     if shortest <= longest:
         return
     raw = table.raw
     if "reconnect_max" in raw:
-        limit = _show(raw["reconnect_min"]) if "reconnect_min" in raw else f'"{shortest:g}s"'
+        limit = show(raw["reconnect_min"]) if "reconnect_min" in raw else f'"{shortest:g}s"'
         table.problem("reconnect_max", _("must not be shorter than {other} ({limit}), got {value}").format(
-            other=f"{table.path}.reconnect_min", limit=limit, value=_show(raw["reconnect_max"])))
+            other=f"{table.path}.reconnect_min", limit=limit, value=show(raw["reconnect_max"])))
     else:
         table.problem("reconnect_min", _("must not be longer than {other} ({limit}), got {value}").format(
-            other=f"{table.path}.reconnect_max", limit=f'"{longest:g}s"', value=_show(raw["reconnect_min"])))
+            other=f"{table.path}.reconnect_max", limit=f'"{longest:g}s"', value=show(raw["reconnect_min"])))
 
 
 # --- [buffer] -------------------------------------------------------------------------------------------
@@ -608,7 +463,7 @@ def _check_reconnect(table: _Table, values: dict[str, Any]) -> None:
 #: float option's 1e300 became a 300-digit integer.
 MAX_OUTBOX_MB = 1024 * 1024
 BUFFER_OPTIONS = {
-    "path": Option("str", check=_not_empty,
+    "path": Option("str", check=not_empty,
                    help="the outbox, an SQLite file, created if missing (with its folder); a file already there must "
                         "be an outbox (or empty), else the agent refuses it and leaves it alone"),
     "max_mb": Option("float", min=1, max=MAX_OUTBOX_MB,
@@ -622,8 +477,8 @@ BUFFER_OPTIONS = {
 }
 
 
-def _buffer(table: _Table, ctx: _Context) -> BufferConfig | None:
-    values = _present(table.check(BUFFER_OPTIONS, table.raw))
+def _buffer(table: Table, ctx: Context) -> BufferConfig | None:
+    values = present(table.check(BUFFER_OPTIONS, table.raw))
     if "path" in values or "path" not in table.raw:   # the default too: the agent would open its outbox there
         values["path"] = os.path.normpath(ctx.base / values.get("path", BufferConfig.path))
         for problem in config_paths.outbox_problems(values["path"], ctx.paths):
@@ -633,14 +488,14 @@ def _buffer(table: _Table, ctx: _Context) -> BufferConfig | None:
 
 # --- [control] ----------------------------------------------------------------------------------------
 CONTROL_OPTIONS = {
-    "socket": Option("str", check=_not_empty,
+    "socket": Option("str", check=not_empty,
                      help="Unix socket (mode 0660) on which the running agent answers the linli command; a path of "
                           f"at most {config_paths.MAX_SOCKET_PATH} bytes; a file already there must be a socket"),
 }
 
 
-def _control(table: _Table, ctx: _Context) -> ControlConfig | None:
-    values = _present(table.check(CONTROL_OPTIONS, table.raw))
+def _control(table: Table, ctx: Context) -> ControlConfig | None:
+    values = present(table.check(CONTROL_OPTIONS, table.raw))
     if "socket" in values or "socket" not in table.raw:   # the default too: the agent would make its socket there
         values["socket"] = os.path.normpath(ctx.base / values.get("socket", ControlConfig.socket))
         for problem in config_paths.socket_problems(values["socket"], ctx.paths):
@@ -649,15 +504,8 @@ def _control(table: _Table, ctx: _Context) -> ControlConfig | None:
 
 
 # --- [[bus]] --------------------------------------------------------------------------------------------
-def _name(value: str) -> str | None:
-    if not _NAME.fullmatch(value):
-        return _('expected 1 to 64 characters of a-z, 0-9, "_" and "-", starting with a letter or digit, '
-                 'got {value}').format(value=_show(value))
-    return None
-
-
 BUS_OPTIONS = {
-    "name": Option("str", required=True, check=_name,
+    "name": Option("str", required=True, check=check_name,
                    help="what sensors and outputs call the bus; unique among buses; 1 to 64 characters of a-z, "
                         "0-9, _ and -, starting with a letter or digit"),
     "kind": Option("str", required=True,
@@ -665,7 +513,7 @@ BUS_OPTIONS = {
 }
 
 
-def _bus(table: _Table, ctx: _Context) -> BusConfig | None:
+def _bus(table: Table, ctx: Context) -> BusConfig | None:
     common = {k: v for k, v in table.raw.items() if k in BUS_OPTIONS}
     rest = {k: v for k, v in table.raw.items() if k not in BUS_OPTIONS}
     values = table.check(BUS_OPTIONS, common)
@@ -673,7 +521,7 @@ def _bus(table: _Table, ctx: _Context) -> BusConfig | None:
     cls = None
     if kind is not None:
         if kind not in BUS_KINDS:
-            table.problem("kind", _unknown_choice(_('unknown bus kind {value}; did you mean "{suggestion}"?'),
+            table.problem("kind", unknown_choice(_('unknown bus kind {value}; did you mean "{suggestion}"?'),
                                                   _("unknown bus kind {value}; expected one of {choices}"),
                                                   kind, sorted(BUS_KINDS)))
             kind = None
@@ -691,7 +539,7 @@ def _bus(table: _Table, ctx: _Context) -> BusConfig | None:
 
 # --- [[sensor]] -----------------------------------------------------------------------------------------
 SENSOR_OPTIONS = {
-    "id": Option("str", required=True, check=_name,
+    "id": Option("str", required=True, check=check_name,
                  help="the sensor's name in readings and alarm names; unique; 1 to 64 characters of a-z, 0-9, _ "
                       "and -, starting with a letter or digit"),
     "driver": Option("str", required=True,
@@ -701,7 +549,7 @@ SENSOR_OPTIONS = {
 }
 
 
-def _sensor(table: _Table, ctx: _Context) -> SensorConfig | None:
+def _sensor(table: Table, ctx: Context) -> SensorConfig | None:
     common = {k: v for k, v in table.raw.items() if k in SENSOR_OPTIONS}
     rest = {k: v for k, v in table.raw.items() if k not in SENSOR_OPTIONS}
     values = table.check(SENSOR_OPTIONS, common)
@@ -724,13 +572,13 @@ def _sensor(table: _Table, ctx: _Context) -> SensorConfig | None:
                         options=options)
 
 
-def _driver(table: _Table, ctx: _Context, name: str | None):
+def _driver(table: Table, ctx: Context, name: str | None):
     """The driver class named by ``sensor.driver``, or None (after reporting why) when there is none."""
     if name is None:
         return None
     known = ctx.driver_names
     if name not in known:
-        table.problem("driver", _unknown_choice(_('unknown driver {value}; did you mean "{suggestion}"?'),
+        table.problem("driver", unknown_choice(_('unknown driver {value}; did you mean "{suggestion}"?'),
                                                 _("unknown driver {value}; known drivers: {choices}"), name, known))
         return None
     try:
@@ -740,14 +588,14 @@ def _driver(table: _Table, ctx: _Context, name: str | None):
         return None
 
 
-def _check_bus(table: _Table, ctx: _Context, bus: str, driver: str | None, cls) -> None:
+def _check_bus(table: Table, ctx: Context, bus: str, driver: str | None, cls) -> None:
     if bus not in ctx.bus_kinds:
         close = difflib.get_close_matches(bus, list(ctx.bus_kinds), n=1)
         if close:
             message = _('no [[bus]] named {value}; did you mean "{suggestion}"?').format(
-                value=_show(bus), suggestion=close[0])
+                value=show(bus), suggestion=close[0])
         else:
-            message = _("no [[bus]] named {value}").format(value=_show(bus))
+            message = _("no [[bus]] named {value}").format(value=show(bus))
         table.problem("bus", message)
         return
     kind = ctx.bus_kinds[bus]
@@ -756,178 +604,10 @@ def _check_bus(table: _Table, ctx: _Context, bus: str, driver: str | None, cls) 
             driver=driver, needed=cls.bus_kind, bus=bus, kind=kind))
 
 
-# --- [[rule]] -------------------------------------------------------------------------------------------
-def _window(value: str) -> str | None:
-    try:
-        parse_window(value)
-    except ValueError:
-        return _('expected a daily window like "22:00-06:00" (start and end differ), got {value}').format(
-            value=_show(value))
-    return None
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else _("must be greater than {limit}, got {value}").format(limit=0, value=f"{value:g}")
-
-
-RULE_OPTIONS = {
-    "id": Option("str", required=True, check=_name,
-                 help="the rule's name; its alarm is <sensor>/<id>, which must be unique; 1 to 64 characters of "
-                      "a-z, 0-9, _ and -, starting with a letter or digit"),
-    "sensor": Option("str", required=True, help="id of the [[sensor]] watched"),
-    "quantity": Option("str", required=True, check=_not_empty,
-                       help="a quantity that sensor reports (checked against its driver where the driver says)"),
-    "kind": Option("str", required=True, help="what the rule checks: " + ", ".join(KINDS) + "; its keys follow"),
-    "severity": Option("str", default="warning", choices=SEVERITIES,
-                       help="carried by every transition; outputs and dashboards go by it"),
-    "message": Option("str", check=_not_empty,
-                      help="replaces the text made from the rule, in both languages; \": acknowledged\" and "
-                           "\": cleared\" are appended for those transitions"),
-    "active": Option("str", check=_window,
-                     help='daily window "HH:MM-HH:MM" in the gateway\'s timezone in which the alarm may be raised; '
-                          'start and end differ, an end before the start crosses midnight; default: always'),
-    "latch": Option("bool", default=False,
-                    help="once raised, the alarm stays raised after its condition is gone, until acknowledged"),
-    "suppress_when_away": Option("bool", default=False,
-                                 help="the rule raises nothing while the home is set to away"),
-}
-_WEEK = 7 * 86400.0
-_DELAYS = {
-    "for": Option("duration", default="0s", max=_WEEK,
-                  help="the value must stay out this long without a break before the alarm is raised"),
-    "clear_for": Option("duration", default="0s", max=_WEEK,
-                        help="the value must stay back this long without a break before the alarm clears"),
-}
-KIND_OPTIONS: dict[str, dict[str, Option]] = {
-    "threshold": {
-        "above": Option("float", help="out when the value is more than this"),
-        "below": Option("float", help="out when the value is less than this; less than above when both are set"),
-        "clear_below": Option("float", help="only with above, not more than it: the alarm is back once the value "
-                                            "is at or below this; default: above"),
-        "clear_above": Option("float", help="only with below, not less than it: the alarm is back once the value "
-                                            "is at or above this; default: below"),
-        **_DELAYS},
-    # equals: a number is accepted too, see _rule_params
-    "state": {"equals": Option("bool", required=True,
-                               help="out while the value equals this; true and 1, false and 0 are the same; or a "
-                                    "number, for a level such as a pump's mode"),
-              **_DELAYS},
-    "rate": {
-        "rise": Option("float", check=_positive, help="more than 0: out when the value rises faster than this per per"),
-        "fall": Option("float", check=_positive, help="more than 0: out when the value falls faster than this per per"),
-        "per": Option("duration", required=True, min=0.001, max=_WEEK,
-                      help='the time rise and fall are given for ("1m": units per minute)')},
-    "inactivity": {
-        "min_increase": Option("float", required=True, check=_positive,
-                               help="more than 0: a smaller rise of the total is no use (0.01 m³ is 10 L)"),
-        "window": Option("duration", required=True, min=1, max=_WEEK,
-                         help="raise after this long without that rise")},
-    "continuous_use": {
-        "bin": Option("duration", required=True, min=1, max=86400,
-                      help="length of one bin, on the gateway's local clock; divide an hour or a day by it"),
-        "window": Option("duration", required=True, min=1, max=_WEEK,
-                         help="a whole number of bins: raise when every bin in a row this long was wet"),
-        "min_increase": Option("float", required=True, check=_positive,
-                               help="more than 0: the rise of the total within one bin that makes it wet")},
-    "daily_total": {
-        "above": Option("float", required=True, min=0,
-                        help="raise when the total rose by more than this within one local calendar day")},
-    "count": {
-        "edges": Option("str", default="rising", choices=("rising", "falling"),
-                        help="rising counts starts (off to on), falling counts stops (on to off)"),
-        # The limit goes into every alarm payload: bounded far above a real count (an edge every 6 s for a
-        # week) and far below any consumer's integer range, where a TOML integer of 300 digits was not.
-        "above": Option("int", required=True, min=0, max=100_000,
-                        help="out while more than this many edges fall in window"),
-        "window": Option("duration", required=True, min=1, max=_WEEK, help="the sliding window edges count in")},
-    "stale": {
-        "after": Option("duration", required=True, min=1, max=_WEEK,
-                        help="raise when no usable reading came for this long")},
-}
-
-
-def _rule(table: _Table, ctx: _Context) -> RuleConfig | None:
-    common = {k: v for k, v in table.raw.items() if k in RULE_OPTIONS}
-    rest = {k: v for k, v in table.raw.items() if k not in RULE_OPTIONS}
-    values = table.check(RULE_OPTIONS, common)
-    kind = values.get("kind")
-    if kind is not None and kind not in KINDS:
-        table.problem("kind", _unknown_choice(_('unknown rule kind {value}; did you mean "{suggestion}"?'),
-                                              _("unknown rule kind {value}; expected one of {choices}"),
-                                              kind, list(KINDS)))
-        kind = None
-    _rule_input(table, ctx, values.get("sensor"), values.get("quantity"))
-    if values.get("id") is not None and values.get("sensor") is not None:
-        ctx.claim(table, "rule", "id", f"{values['sensor']}/{values['id']}")
-        ctx.alarm_severities.setdefault(f"{values['sensor']}/{values['id']}", values.get("severity", "warning"))
-    # Without a usable kind its keys cannot be judged: reporting them all as unknown would mislead.
-    params = _rule_params(table, kind, rest) if kind is not None else {}
-    if table.problems:
-        return None
-    active = values.get("active")
-    return RuleConfig(id=values["id"], sensor=values["sensor"], quantity=values["quantity"], kind=kind,
-                      severity=values["severity"], message=values.get("message"),
-                      active=parse_window(active) if active is not None else None,
-                      latch=values["latch"], suppress_when_away=values["suppress_when_away"], params=params)
-
-
-def _rule_input(table: _Table, ctx: _Context, sensor: str | None, quantity: str | None) -> None:
-    if sensor is None:
-        return
-    if sensor not in ctx.sensor_quantities:
-        close = difflib.get_close_matches(sensor, list(ctx.sensor_quantities), n=1)
-        table.problem("sensor", _('no [[sensor]] with id {value}; did you mean "{suggestion}"?').format(
-            value=_show(sensor), suggestion=close[0]) if close else
-            _("no [[sensor]] with id {value}").format(value=_show(sensor)))
-        return
-    reported = ctx.sensor_quantities[sensor]
-    # None: the driver could not be loaded (reported there); (): the driver does not say what it reports.
-    if quantity is not None and reported and quantity not in reported:
-        table.problem("quantity", _('sensor "{sensor}" does not report {value}; it reports {choices}').format(
-            sensor=sensor, value=_show(quantity), choices=", ".join(_show(q) for q in reported)))
-
-
-def _rule_params(table: _Table, kind: str, raw: dict[str, Any]) -> dict[str, Any]:
-    spec = KIND_OPTIONS[kind]
-    equals = raw.get("equals")
-    if kind == "state" and isinstance(equals, (int, float)) and not isinstance(equals, bool):
-        spec = {**spec, "equals": Option("float", required=True)}    # a level such as a pump's mode
-    params = _present(table.check(spec, raw, siblings=tuple(RULE_OPTIONS)))
-    _rule_together(table, kind, params)
-    return params
-
-
-def _rule_together(table: _Table, kind: str, params: dict[str, Any]) -> None:
-    """Keys that are only right or wrong together."""
-    if kind == "threshold":
-        above, below = params.get("above"), params.get("below")
-        if above is None and below is None and not any(k in table.raw for k in ("above", "below")):
-            table.problem("above", _("a threshold rule needs above, below or both"))
-        for key, needs in (("clear_below", "above"), ("clear_above", "below")):
-            if key in table.raw and needs not in table.raw:
-                table.problem(key, _("is only used with {other}").format(other=f"{table.path}.{needs}"))
-        if above is not None and params.get("clear_below", above) > above:
-            table.problem("clear_below", _("must not be above {other} ({limit:g}), got {value:g}").format(
-                other=f"{table.path}.above", limit=above, value=params["clear_below"]))
-        if below is not None and params.get("clear_above", below) < below:
-            table.problem("clear_above", _("must not be below {other} ({limit:g}), got {value:g}").format(
-                other=f"{table.path}.below", limit=below, value=params["clear_above"]))
-        if above is not None and below is not None and below >= above:
-            table.problem("below", _("must be below {other} ({limit:g}), got {value:g}").format(
-                other=f"{table.path}.above", limit=above, value=below))
-    elif kind == "rate" and not any(k in table.raw for k in ("rise", "fall")):
-        table.problem("rise", _("a rate rule needs rise, fall or both"))
-    elif kind == "continuous_use" and "bin" in params and "window" in params:
-        bins = params["window"] / params["bin"]
-        if bins < 1 or abs(bins - round(bins)) > 1e-9:
-            table.problem("window", _("must be a whole number of bins ({bin}), got {value}").format(
-                bin=_show(table.raw["bin"]), value=_show(table.raw["window"])))
-
-
 # --- [[output]] -----------------------------------------------------------------------------------------
 OUTPUT_KINDS = ("buzzer", "led", "relay")
 OUTPUT_OPTIONS = {
-    "id": Option("str", required=True, check=_name,
+    "id": Option("str", required=True, check=check_name,
                  help="the output's name; unique among outputs; 1 to 64 characters of a-z, 0-9, _ and -, "
                       "starting with a letter or digit"),
     "kind": Option("str", required=True, choices=OUTPUT_KINDS,
@@ -949,7 +629,7 @@ OUTPUT_OPTIONS = {
 }
 
 
-def _output(table: _Table, ctx: _Context) -> OutputConfig | None:
+def _output(table: Table, ctx: Context) -> OutputConfig | None:
     values = table.check(OUTPUT_OPTIONS, table.raw)
     if values.get("id") is not None:
         ctx.claim(table, "output", "id", values["id"])
@@ -970,10 +650,10 @@ def _output(table: _Table, ctx: _Context) -> OutputConfig | None:
         _output_audible(table, ctx, patterns, values["min_severity"])
     if table.problems:
         return None
-    return OutputConfig(**{**_present(values), "on": patterns})
+    return OutputConfig(**{**present(values), "on": patterns})
 
 
-def _output_patterns(table: _Table, ctx: _Context, patterns: list[Any] | None) -> tuple[str, ...]:
+def _output_patterns(table: Table, ctx: Context, patterns: list[Any] | None) -> tuple[str, ...]:
     """``on``: alarm name patterns, each matching at least one alarm the rules make (a typo must not go silent)."""
     if patterns is None:
         return ()
@@ -982,10 +662,10 @@ def _output_patterns(table: _Table, ctx: _Context, patterns: list[Any] | None) -
     alarms = list(ctx.alarm_severities)
     for index, pattern in enumerate(patterns):
         if not isinstance(pattern, str) or not pattern.strip():
-            message = _('expected an alarm pattern like "pump-pressure/*", got {value}').format(value=_show(pattern))
+            message = _('expected an alarm pattern like "pump-pressure/*", got {value}').format(value=show(pattern))
         elif not any(fnmatch.fnmatchcase(alarm, pattern) for alarm in alarms):
             message = _("{value} matches no alarm; the rules make {alarms}").format(
-                value=_show(pattern), alarms=", ".join(_show(a) for a in alarms))
+                value=show(pattern), alarms=", ".join(show(a) for a in alarms))
         else:
             continue
         table.report.add((*table.place, list(table.raw).index("on"), index), f"{table.path}.on[{index}]", message)
@@ -993,17 +673,17 @@ def _output_patterns(table: _Table, ctx: _Context, patterns: list[Any] | None) -
     return tuple(pattern for pattern in patterns if isinstance(pattern, str))
 
 
-def _output_audible(table: _Table, ctx: _Context, patterns: tuple[str, ...], min_severity: str) -> None:
+def _output_audible(table: Table, ctx: Context, patterns: tuple[str, ...], min_severity: str) -> None:
     """An output whose every alarm is below its ``min_severity`` would never sound: say so."""
     followed = {a: s for a, s in ctx.alarm_severities.items() if any(fnmatch.fnmatchcase(a, p) for p in patterns)}
     if followed and all(SEVERITIES.index(s) < SEVERITIES.index(min_severity) for s in followed.values()):
         key = "min_severity" if "min_severity" in table.raw else "on"
         table.problem(key, _("every alarm it follows is less severe than {value}, so it would never sound: "
-                             "{alarms}").format(value=_show(min_severity), alarms=", ".join(
-                                 f"{_show(a)} ({s})" for a, s in followed.items())))
+                             "{alarms}").format(value=show(min_severity), alarms=", ".join(
+                                 f"{show(a)} ({s})" for a, s in followed.items())))
 
 
-def _claim_pin(table: _Table, ctx: _Context, key: str, bus: str, pin: int) -> None:
+def _claim_pin(table: Table, ctx: Context, key: str, bus: str, pin: int) -> None:
     """Record that ``key`` of ``table`` uses GPIO ``pin`` of ``bus``; a problem when something else did first."""
     path = f"{table.path}.{key}"
     # Every gpio bus drives the same header: a pin is one pin whatever bus name it is reached through.
@@ -1021,89 +701,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("control", "control", _control),
     Section("bus", "buses", _bus, many=True),
     Section("sensor", "sensors", _sensor, many=True),
-    Section("rule", "rules", _rule, many=True),
+    Section("rule", "rules", check_rule, many=True),
     Section("output", "outputs", _output, many=True),
 )
 
 
-# --- messages -------------------------------------------------------------------------------------------
-def _show(value: Any) -> str:
-    """A config value as a problem shows it: strings quoted, TOML spelling for the rest."""
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return _("a table")
-    if isinstance(value, list):
-        return _("an array of tables") if value and all(isinstance(v, dict) for v in value) else _("an array")
-    if isinstance(value, (datetime.date, datetime.time)):
-        return value.isoformat()
-    return str(value)
-
-
-def _unknown_key(key: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(key, candidates, n=1)
-    if close:
-        return _('unknown key; did you mean "{suggestion}"?').format(suggestion=close[0])
-    return _("unknown key")
-
-
-def _unknown_choice(with_suggestion: str, without: str, value: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(value, choices, n=1)
-    if close:
-        return with_suggestion.format(value=_show(value), suggestion=close[0])
-    return without.format(value=_show(value), choices=", ".join(_show(c) for c in choices))
-
-
-_EXPECTED = re.compile(r"expected (?P<expected>.+?), got (?P<value>.*)", re.S)
-_ONE_OF = re.compile(r"expected one of (?P<choices>.+), got (?P<value>.*)", re.S)
-_AT_LEAST = re.compile(r"must be at least (?P<limit>.+?), got (?P<value>.*)", re.S)
-_AT_MOST = re.compile(r"must be at most (?P<limit>.+?), got (?P<value>.*)", re.S)
-_ABOVE = re.compile(r"must be greater than (?P<limit>.+?), got (?P<value>.*)", re.S)
-_CONTROLS = re.compile(r"must not contain control characters, got (?P<value>.*)", re.S)
-
-
-def _translated(message: str) -> str:
-    """A problem from ``drivers.options`` (English, it knows nothing of edge/) in the user's language.
-
-    Messages of a driver's own ``check`` are passed on as the driver wrote them.
-    """
-    if message in _fixed_messages():
-        return _fixed_messages()[message]
-    if match := _ONE_OF.fullmatch(message):
-        return _("expected one of {choices}, got {value}").format(
-            choices=match["choices"], value=_value(match["value"]))
-    if (match := _EXPECTED.fullmatch(message)) and match["expected"] in _type_names():
-        return _("expected {expected}, got {value}").format(
-            expected=_type_names()[match["expected"]], value=_value(match["value"]))
-    if match := _AT_LEAST.fullmatch(message):
-        return _("must be at least {limit}, got {value}").format(limit=match["limit"], value=match["value"])
-    if match := _AT_MOST.fullmatch(message):
-        return _("must be at most {limit}, got {value}").format(limit=match["limit"], value=match["value"])
-    if match := _ABOVE.fullmatch(message):
-        return _("must be greater than {limit}, got {value}").format(limit=match["limit"], value=match["value"])
-    if match := _CONTROLS.fullmatch(message):
-        return _("must not contain control characters, got {value}").format(value=match["value"])
-    return message
-
-
-def _fixed_messages() -> dict[str, str]:
-    return {"is required": _("is required"), "must not be empty": _("must not be empty")}
-
-
-def _value(shown: str) -> str:
-    return _("a table") if shown == "a table" else shown
-
-
-def _type_names() -> dict[str, str]:
-    return {
-        "an integer": _("an integer"),
-        "a number": _("a number"),
-        "a finite number": _("a finite number"),
-        "a string": _("a string"),
-        "true or false": _("true or false"),
-        'a duration like "30s" or "5m"': _('a duration like "30s" or "5m"'),
-        "a list": _("a list"),
-        "an integer or a string": _("an integer or a string"),
-    }

@@ -22,7 +22,7 @@ from edge.config import Config
 from edge.errors import LinliError
 from edge.i18n import _, ngettext
 from edge.rules import RuleConfig, RuleEngine  # the agent's own engine: there is no second implementation
-from edge.rules.messages import shown
+from edge.rules.text import shown
 from edge.trace import format_ts, open_trace, plain_utc, read_trace, shown_field, trace_lines
 
 #: Sensors no rule watches are named up to this many; a trace full of stray ids needs no list as long.

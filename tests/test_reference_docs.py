@@ -16,9 +16,9 @@ import pytest
 from drivers.modbus.registers import POINT_OPTIONS
 from drivers.options import Option, validate_options
 from drivers.registry import BUS_KINDS, DRIVERS, bus_class, driver_class
-from edge import config
 from edge.reference import DOCUMENTS, REGENERATE, DocumentError, refresh
 from edge.reference.configuration import SECTIONS
+from edge.rules.kinds import kind, kind_names
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def every_spec() -> dict[str, dict[str, Option]]:
     specs = {f"[{name}]": spec for name, (spec, _shape) in SECTIONS.items()}
     specs |= {f"bus kind {kind}": bus_class(kind).options for kind in BUS_KINDS}
     specs |= {f"driver {name}": driver_class(name).options for name in DRIVERS}
-    specs |= {f"rule kind {kind}": spec for kind, spec in config.KIND_OPTIONS.items()}
+    specs |= {f"rule kind {name}": kind(name).options for name in kind_names()}
     specs["[[sensor.registers]]"] = POINT_OPTIONS
     return specs
 
@@ -62,7 +62,7 @@ def test_section_spec_and_dataclass_hold_the_same_keys_and_defaults(section):
 def test_every_built_in_driver_and_kind_has_a_place_in_the_reference():
     blocks = DOCUMENTS["docs/configuration.md"]()
     expected = ({f"driver/{name}" for name in DRIVERS} | {f"bus/{kind}" for kind in BUS_KINDS}
-                | {f"rule/{kind}" for kind in config.KIND_OPTIONS} | {f"section/{name}" for name in SECTIONS})
+                | {f"rule/{name}" for name in kind_names()} | {f"section/{name}" for name in SECTIONS})
     assert expected <= set(blocks)
 
 

@@ -1,8 +1,8 @@
 """What one ``[[rule]]`` table becomes once validated: a :class:`RuleConfig`.
 
-Validation lives with the rest of the config (``edge/config.py``); this module
-only holds the shape both sides agree on, so the engine never imports the
-config loader.
+Validation lives with the rest of the config (``edge/config_rules.py``, with each
+kind's own keys declared in :mod:`edge.rules.kinds`); this module only holds the
+shape both sides agree on, so the engine never imports the config loader.
 
 >>> rule = RuleConfig("low", "pump-pressure", "pressure", "threshold", params={"below": 0.1})
 >>> rule.alarm
@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("threshold", "state", "rate", "inactivity", "continuous_use", "daily_total", "count", "stale")
 SEVERITIES = ("info", "warning", "critical")
 
 

@@ -29,6 +29,14 @@ def more_than(amount: float, limit: float, scale: float) -> bool:
     return amount > limit + _RELATIVE_SLACK * max(1.0, abs(scale))
 
 
+def same(value: Any, wanted: bool | float) -> bool:
+    """``value == wanted`` where a bool and 0/1 mean the same (a driver may report presence either way)."""
+    try:
+        return float(value) == float(wanted)
+    except (TypeError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class Signal:
     """The condition as of now: ``out`` raises (after ``for``), ``back`` clears (after ``clear_for``)."""

@@ -23,16 +23,9 @@ from typing import Any
 
 from edge.rules.alarm import Alarm
 from edge.rules.config import RuleConfig
-from edge.rules.counters import ContinuousUse, DailyTotal, Inactivity
-from edge.rules.detector import Detector
-from edge.rules.events import Count, Stale
-from edge.rules.levels import Rate, State, Threshold
+from edge.rules.kinds import kind
 from edge.rules.window import Calendar
 
-DETECTORS: dict[str, type[Detector]] = {
-    "threshold": Threshold, "state": State, "rate": Rate, "inactivity": Inactivity,
-    "continuous_use": ContinuousUse, "daily_total": DailyTotal, "count": Count, "stale": Stale,
-}
 SNAPSHOT_VERSION = 1
 #: The alarm reporting the gateway's own away state (``<sensor>/<rule>`` like every alarm).
 AWAY_ALARM = "gateway/away"
@@ -47,7 +40,7 @@ class _Unit:
 
     def __init__(self, rule: RuleConfig, calendar: Calendar):
         self.rule = rule
-        self.detector = DETECTORS[rule.kind](rule, calendar)
+        self.detector = kind(rule.kind).detector(rule, calendar)
         self.alarm = Alarm(rule, calendar)
 
     def due(self) -> int | None:
