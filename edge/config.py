@@ -6,6 +6,8 @@ is reported at once, in file order, each prefixed with its key path
 (``sensor[2].interval: …``; array indexes count from 0). Validation does no
 device I/O: it loads driver classes to learn their options, and it looks at the
 files the config names (:mod:`edge.config_paths`) without touching any of them.
+What every section shares is in :mod:`edge.config_tables`, how a problem is worded
+in :mod:`edge.config_problems`, and the ``[[rule]]`` section in :mod:`edge.config_rules`.
 
 >>> config = validate({"gateway": {"id": "gw-0042", "grid": "shimen2/xinfukangli/b07"}})
 >>> config.base_topic

@@ -1,6 +1,7 @@
 """What every rule kind looks like to the alarm lifecycle: a detector emitting :class:`Signal` values.
 
-A detector knows only its kind's arithmetic. It turns readings (and its own
+A detector knows only its kind's arithmetic (each kind's module in
+:mod:`edge.rules.kinds` holds its detector). It turns readings (and its own
 timers) into a signal: is the value *out* (the alarm condition holds) and is it
 *back* (past the clear limit). The two differ only inside a hysteresis band.
 Delays, the active window, latching, acknowledging and away mode are the same

@@ -2,9 +2,9 @@
 
 A new kind is one module here, exporting ``KIND`` (a :class:`edge.rules.kind.Kind`),
 plus one line in :data:`KINDS`, plus its tests; configuration, engine, messages
-and the generated docs tables all look kinds up here (docs/design.md, Adding a
-rule kind). The order of the table is the order kinds are listed in messages
-and in the docs.
+and the generated docs tables all look kinds up here
+(docs/design.md, Adding a rule kind). The order of the table is the order kinds
+are listed in, in messages and in the docs.
 
 >>> kind_names()[:3]
 ['threshold', 'state', 'rate']
