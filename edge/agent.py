@@ -25,14 +25,14 @@ from edge.clock import Clock
 from edge.commands import CommandError, Commands
 from edge.config import Config, load_config
 from edge.control import ControlServer, served
-from edge.core import RULES_STATE, AlarmSink, Core, Rules
+from edge.core import LEARNED_STATE, RULES_STATE, AlarmSink, Core, Rules
 from edge.errors import EX_SOFTWARE, ConfigError
 from edge.health import gather
 from edge.instance_lock import InstanceLockError, OutboxLock, lock_path
 from edge.notify import Notifier
 from edge.outputs import AlarmOutput, OutputError, Outputs
 from edge import rule_calls
-from edge.rules import RuleEngine
+from edge.rules import RuleEngine, RuleError
 from edge.sampler import BusWorker, SensorSlot
 from edge.supervisor import Supervisor, reason
 from edge.uplink import Uplink
@@ -131,6 +131,12 @@ class Agent:
             saved = self.outbox.get_state(RULES_STATE)
             if saved is not None:
                 rules.restore(saved)
+            learned = self.outbox.get_state(LEARNED_STATE)
+            if learned is not None:
+                try:
+                    rules.restore_learned(learned)
+                except RuleError as exc:   # relearning is slow but safe; refusing to start is neither
+                    log.error("%s — the routine is learned afresh", exc)
             # The core offers transitions only: an alarm raised before a restart must sound again now.
             self.outputs.restore(rules.raised())
         self.core = Core(self.outbox, rules=rules, alarm_sinks=[self._offer_to_outputs, *self.alarm_sinks])

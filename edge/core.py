@@ -19,7 +19,9 @@ the rules' state) and to the local alarm sinks (buzzer, LED, relay). Otherwise
 the rules' state (``RULES_STATE``) and the drivers' state are offered to the
 outbox about once a minute, which writes them only when they changed
 (docs/decisions/0005-sd-card-writes.md): a restart neither forgets a running
-window nor raises an active alarm again.
+window nor raises an active alarm again. What learning rules learned
+(``LEARNED_STATE``) is offered once an hour and at the end: losing an hour of
+it to a power cut costs nothing, rewriting it every minute would cost the card.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ _PUT_TIMEOUT = 2.0
 
 #: The outbox state key under which the rules engine's snapshot is kept.
 RULES_STATE = "rules"
+#: ... and what its learning rules learned, offered far less often: it is larger and changes slowly.
+LEARNED_STATE = "rules/learned"
+LEARNED_INTERVAL = 3600.0
 
 
 class Rules(Protocol):
@@ -52,6 +57,8 @@ class Rules(Protocol):
     def tick(self, now_ms: int) -> list[dict[str, Any]]: ...
 
     def snapshot(self) -> dict[str, Any]: ...
+
+    def learned(self) -> dict[str, Any]: ...
 
 
 AlarmSink = Callable[[dict[str, Any]], None]
@@ -73,6 +80,7 @@ class Core(threading.Thread):
         self.commit_error: str | None = None
         self.error: BaseException | None = None
         self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+        self._learned_offered = time.monotonic()
 
     # --- producers (any thread) -------------------------------------------------------------
     def submit_reading(self, record: dict[str, Any], state: dict[str, Any] | None = None) -> bool:
@@ -130,6 +138,7 @@ class Core(threading.Thread):
                     self._drain_without_blocking()
                     if self.rules is not None:
                         outbox.set_state(RULES_STATE, self.rules.snapshot())
+                        outbox.set_state(LEARNED_STATE, self.rules.learned())
                     self._commit()
                     return
                 self._handle(item)
@@ -139,6 +148,9 @@ class Core(threading.Thread):
                 self._raise(self.rules.tick(self._now_ms()))
                 if outbox.state_due():
                     outbox.set_state(RULES_STATE, self.rules.snapshot())
+                if time.monotonic() - self._learned_offered >= LEARNED_INTERVAL:
+                    self._learned_offered = time.monotonic()
+                    outbox.set_state(LEARNED_STATE, self.rules.learned())
             if outbox.commit_due():
                 self._commit()
 

@@ -44,10 +44,12 @@ class Alarm:
         self.clear_since: int | None = None
         self.window_wake: int | None = None
         self.suppressed = False
+        self.words: tuple[str, str] | None = None
 
     # --- inputs ---------------------------------------------------------------------------------------
     def signal(self, now: int, signal: Signal) -> list[dict[str, Any]]:
         self.out, self.back, self.value, self.limit = signal.out, signal.back, signal.value, signal.limit
+        self.words = signal.words
         return self.settle(now)
 
     def settle(self, now: int) -> list[dict[str, Any]]:
@@ -132,7 +134,8 @@ class Alarm:
 
     def transition(self, state: str, ts: int) -> dict[str, Any]:
         rule = self.rule
-        english, chinese = describe(rule, state, self.value, self.limit, suppressed=self.suppressed)
+        english, chinese = describe(rule, state, self.value, self.limit, suppressed=self.suppressed,
+                                    words=self.words)
         return {"kind": "alarm", "alarm": rule.alarm, "state": state, "severity": rule.severity,
                 "value": self.value, "limit": self.limit, "ts": ts, "rule": rule.kind,
                 "message": english, "message_zh": chinese}

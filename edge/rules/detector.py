@@ -40,12 +40,17 @@ def same(value: Any, wanted: bool | float) -> bool:
 
 @dataclass(frozen=True)
 class Signal:
-    """The condition as of now: ``out`` raises (after ``for``), ``back`` clears (after ``clear_for``)."""
+    """The condition as of now: ``out`` raises (after ``for``), ``back`` clears (after ``clear_for``).
+
+    ``words``: ``(English, Chinese)`` for a raise, where the detector knows more than its value and limit
+    say (a learned routine's times); otherwise the kind's ``raised_message`` words it.
+    """
 
     out: bool
     back: bool
     value: Any
     limit: Any
+    words: tuple[str, str] | None = None
 
 
 class Detector:
@@ -57,6 +62,9 @@ class Detector:
 
     fields: ClassVar[tuple[str, ...]] = ()
     hears_bad: ClassVar[bool] = False
+    #: A learning detector also has ``learned()``, ``load_learned(state)``, ``learning_key()`` and
+    #: ``warmup_until(now)``: state kept apart from ``state()`` (:meth:`edge.rules.RuleEngine.learned`).
+    learns: ClassVar[bool] = False
 
     def __init__(self, rule: RuleConfig, calendar: Calendar):
         self.rule = rule

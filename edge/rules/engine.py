@@ -225,6 +225,50 @@ class RuleEngine:
         self.away_until = state.get("away_until")
 
 
+    # --- what detectors learned ------------------------------------------------------------------------
+    def learned(self) -> dict[str, Any]:
+        """What the learning detectors (``routine``) have learned, JSON-able, apart from :meth:`snapshot`.
+
+        It changes only when a silence ends and is written far more rarely than the snapshot
+        (an hour's learning lost to a power cut is nothing; rewriting it every minute would wear the card).
+        Each entry carries the detector's ``learning_key``: a rule whose thresholds changed keeps what it
+        learned, one that now learns something else starts afresh.
+        """
+        return {unit.rule.alarm: {"key": unit.detector.learning_key(), "state": unit.detector.learned()}
+                for unit in self._units if unit.detector.learns}
+
+    def restore_learned(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`learned` returned, before or after a restart."""
+        if not isinstance(state, dict):
+            raise RuleError("the learned routines are damaged: not a table")
+        for unit in self._units:
+            entry = state.get(unit.rule.alarm)
+            if not unit.detector.learns or not isinstance(entry, dict):
+                continue
+            if entry.get("key") != unit.detector.learning_key():
+                continue
+            try:
+                unit.detector.load_learned(entry["state"])
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise RuleError(f"the learned routine of {unit.rule.alarm} is damaged: {exc}") from None
+
+    def learning(self, now_ms: int) -> list[dict[str, Any]]:
+        """The learning rules' progress, for ``status``: ``{"alarm", "warmup_until"}`` (None once learned)."""
+        return [{"alarm": unit.rule.alarm, "warmup_until": unit.detector.warmup_until(now_ms)}
+                for unit in self._units if unit.detector.learns]
+
+    def explain(self, alarm: str, now_ms: int) -> dict[str, Any]:
+        """What the learning rule behind ``alarm`` has learned (``linli explain``), as of ``now_ms``."""
+        unit = self._by_alarm.get(alarm)
+        if unit is None:
+            raise RuleError(f"no rule makes the alarm {alarm!r}; known: {', '.join(sorted(self._by_alarm)) or 'none'}")
+        if not unit.detector.learns:
+            learning = sorted(u.rule.alarm for u in self._units if u.detector.learns)
+            raise RuleError(f"{alarm} is a {unit.rule.kind} rule, which learns nothing; rules that learn: "
+                            f"{', '.join(learning) or 'none'}")
+        return {"alarm": alarm, "kind": unit.rule.kind, "now": now_ms, **unit.detector.explain(now_ms)}
+
+
 def _away_transition(state: str, ts: int, until: int | None) -> dict[str, Any]:
     if state == "raised":
         english, chinese = "the home is set to away", "住户外出（离家模式）"

@@ -21,10 +21,16 @@ from edge.rules.kinds import kind
 from edge.rules.text import shown
 
 
-def describe(rule: RuleConfig, state: str, value: Any, limit: Any, *, suppressed: bool = False) -> tuple[str, str]:
-    """``(English, Chinese)`` for a transition of ``rule`` to ``state``; the rule's own ``message`` leads."""
+def describe(rule: RuleConfig, state: str, value: Any, limit: Any, *, suppressed: bool = False,
+             words: tuple[str, str] | None = None) -> tuple[str, str]:
+    """``(English, Chinese)`` for a transition of ``rule`` to ``state``; the rule's own ``message`` leads.
+
+    ``words``: what the detector said of the raise, when it said more than value and limit do.
+    """
     if rule.message:
         english = chinese = rule.message
+    elif state == "raised" and words is not None:
+        english, chinese = words
     elif state == "raised":
         english, chinese = kind(rule.kind).raised_message(rule, value, limit)
     else:

@@ -30,6 +30,7 @@ KINDS: dict[str, str] = {
     "daily_total": "edge.rules.kinds.daily_total",
     "count": "edge.rules.kinds.count",
     "stale": "edge.rules.kinds.stale",
+    "routine": "edge.rules.kinds.routine",
 }
 
 
