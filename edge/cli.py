@@ -117,6 +117,10 @@ def cmd_replay(args) -> int:
     return EX_OK
 
 
+def cmd_evaluate(args) -> int:
+    return evaluate_cli.run(args, config_path(args), _warn)
+
+
 def _warn(message: str) -> None:
     print(_colour(_("warning"), "33", sys.stderr) + ": " + message, file=sys.stderr)
 
@@ -438,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help=_("one JSON object per alarm transition"))
     p.set_defaults(func=cmd_replay)
 
-    evaluate_cli.add_command(sub, _add_config_option, config_path, _warn)
+    evaluate_cli.add_command(sub, _add_config_option, cmd_evaluate)
 
     p = sub.add_parser("status", help=_("what the running agent sees: broker, outbox, sensors"),
                        epilog=_("examples:\n  linli status\n  linli status --config /etc/linli/edge.toml --json"),

@@ -8,7 +8,6 @@ at the top: ``linli --help`` does not load the rules engine.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import stat
 import sys
@@ -35,8 +34,8 @@ MAX_INCIDENTS = 1000
 
 
 def add_command(sub: Any, add_config_option: Callable[[argparse.ArgumentParser], None],
-                config_path: Callable[[argparse.Namespace], str], warn: Callable[[str], None]) -> None:
-    """Add ``evaluate`` to the ``linli`` subcommands ``sub``; its handler reads the config and warns with the rest."""
+                handler: Callable[[argparse.Namespace], int]) -> None:
+    """Add ``evaluate`` to the ``linli`` subcommands ``sub``, run by ``handler`` (which calls :func:`run`)."""
     p = sub.add_parser("evaluate", help=_("measure the rules' false alarms and detection delays on a recorded trace"),
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_option(p)
@@ -52,16 +51,16 @@ def add_command(sub: Any, add_config_option: Callable[[argparse.ArgumentParser],
     p.add_argument("--each-sensor", action="store_true",
                    help=_("apply each rule to every sensor of the trace reporting its quantity"))
     p.add_argument("--json", action="store_true", help=_("one JSON object with every figure"))
-    p.set_defaults(func=functools.partial(cmd_evaluate, config_path=config_path, warn=warn))
+    p.set_defaults(func=handler)
 
 
-def cmd_evaluate(args: argparse.Namespace, config_path: Callable[[argparse.Namespace], str],
-                 warn: Callable[[str], None]) -> int:
+def run(args: argparse.Namespace, config_file: str, warn: Callable[[str], None]) -> int:
+    """``linli evaluate`` with the config at ``config_file``; ``warn`` tells of rules without a home in the trace."""
     from edge.config import load_config
     from edge.evaluate import Evaluation, Settings
     from edge.evaluate_report import as_json, as_text
 
-    config = load_config(config_path(args))
+    config = load_config(config_file)
     settings = Settings(use=args.use, incidents=args.incidents, seed=args.seed,
                         horizon_ms=round(args.horizon * 1000), each_sensor=args.each_sensor)
     evaluation = Evaluation(config, settings)
