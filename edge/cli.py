@@ -19,7 +19,7 @@ from typing import Sequence
 
 from drivers.codecs.cjt188 import METER_TYPE_CODES
 from drivers.transports.serial import STANDARD_BAUDRATES
-from edge import __version__
+from edge import __version__, evaluate_cli  # its parser and handler are there: this file lists the commands
 from edge.config import DEFAULT_PATH, load_config
 from edge.errors import LinliError
 from edge.i18n import _, ngettext
@@ -115,6 +115,10 @@ def cmd_replay(args) -> int:
                        "{rows} readings replayed, {count} alarm transitions", replayed.rows).format(
             rows=replayed.rows, count=replayed.transitions))
     return EX_OK
+
+
+def cmd_evaluate(args) -> int:
+    return evaluate_cli.run(args, config_path(args), _warn)
 
 
 def _warn(message: str) -> None:
@@ -437,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trace", metavar="TRACE.csv", help=_("CSV with the header ts,sensor,quantity,value[,quality]"))
     p.add_argument("--json", action="store_true", help=_("one JSON object per alarm transition"))
     p.set_defaults(func=cmd_replay)
+
+    evaluate_cli.add_command(sub, _add_config_option, cmd_evaluate)
 
     p = sub.add_parser("status", help=_("what the running agent sees: broker, outbox, sensors"),
                        epilog=_("examples:\n  linli status\n  linli status --config /etc/linli/edge.toml --json"),

@@ -57,17 +57,21 @@ def replay(engine: Engine, readings: Iterable[dict[str, Any]]) -> Iterator[dict[
     Timers fire at their due times, before the first row at or after them.
     """
     for reading in readings:
-        now = reading["ts"]
-        due = engine.next_due()
-        while due is not None and due <= now:
-            yield from engine.tick(due)
-            following = engine.next_due()
-            if following is not None and following <= due:
-                # A timer that stays due after firing would spin forever; say so instead of hanging.
-                raise LinliError(_("the rules engine kept a timer due at {due} after firing it").format(
-                    due=plain_utc(due)))
-            due = following
+        yield from fire_timers(engine, reading["ts"])
         yield from engine.evaluate(reading)
+
+
+def fire_timers(engine: Engine, now: int) -> Iterator[dict[str, Any]]:
+    """The transitions of every timer ``engine`` has due at or before ``now``, each fired at its due time."""
+    due = engine.next_due()
+    while due is not None and due <= now:
+        yield from engine.tick(due)
+        following = engine.next_due()
+        if following is not None and following <= due:
+            # A timer that stays due after firing would spin forever; say so instead of hanging.
+            raise LinliError(_("the rules engine kept a timer due at {due} after firing it").format(
+                due=plain_utc(due)))
+        due = following
 
 
 class TraceReplay:
@@ -145,7 +149,8 @@ class TextTable:
         widest = [self._TYPICAL["time"], max((rule.alarm for rule in rules), key=len, default=""),
                   self._TYPICAL["state"], max((rule.severity for rule in rules), key=len, default=""),
                   self._TYPICAL["value"], ""]
-        self._widths = [max(_width(title), _width(cell)) for title, cell in zip(titles, widest, strict=True)]
+        self._widths = [max(display_width(title), display_width(cell))
+                        for title, cell in zip(titles, widest, strict=True)]
         self.header = self._line(titles)
 
     def line(self, transition: dict[str, Any]) -> str:
@@ -154,10 +159,11 @@ class TextTable:
                            shown(transition.get("limit"))])
 
     def _line(self, cells: list[str]) -> str:
-        padded = (cell + " " * (width - _width(cell)) for cell, width in zip(cells, self._widths, strict=True))
+        padded = (cell + " " * (width - display_width(cell))
+                  for cell, width in zip(cells, self._widths, strict=True))
         return "  ".join(padded).rstrip()
 
 
-def _width(text: str) -> int:
-    # Chinese headers take two columns each on a terminal.
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on a terminal, where a Chinese character takes two."""
     return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" else 1 for ch in text)

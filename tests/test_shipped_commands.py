@@ -140,7 +140,7 @@ def run_agent(command: Command, ws: Workspace, request) -> None:
 @runs(r"linli --help")
 def run_help(command: Command, ws: Workspace, request) -> None:
     out = ws.run(command.text).stdout
-    for name in ("run", "config", "status", "away", "alarm", "decode", "probe", "scan", "replay", "demo"):
+    for name in ("run", "config", "status", "away", "alarm", "decode", "probe", "scan", "replay", "evaluate", "demo"):
         assert re.search(rf"^\s+{name}\s", out, re.MULTILINE), f"{name} is not listed:\n{out}"
 
 
@@ -191,6 +191,17 @@ def run_replay(command: Command, ws: Workspace, request) -> None:
     else:
         states = re.findall(r"(pump-pressure/low)\s+(raised|cleared)", out)
     assert ("pump-pressure/low", "raised") in states, out
+
+
+@runs(r"linli evaluate --config tests/data/traces/\S+\.toml tests/data/traces/\S+\.csv( --[a-z-]+( \w+)?)*")
+def run_evaluate(command: Command, ws: Workspace, request) -> None:
+    """The files named are the repository's own: the line runs from its root."""
+    out = ws.run(command.text, cwd=ROOT).stdout
+    if "--json" in command.text:
+        assert json.loads(out)["homes"] >= 1, out
+    else:
+        assert "false alarms per home per 30 days: nuisance" in out, out
+        assert [line.split()[0] for line in out.splitlines()[-6:]] == ["6h", "8h", "10h", "12h", "16h", "24h"], out
 
 
 @runs(r"pki/(make-ca|make-server-cert|make-gateway-cert|revoke-cert)\.sh --pki \S+ .+")
