@@ -14,8 +14,8 @@ those of replaying its rows alone. A home is observed from its first reading to 
 last.
 
 **Use and silence**, for classifying only, whatever the rules' own settings: a
-*use* is a reading where the counter has risen by at least ``use`` (default 0.01,
-in the quantity's unit: 10 L of a meter in m³) since the last use. A counter going
+*use* is a reading where the counter has risen by at least ``use`` (default 0.001,
+in the quantity's unit: 1 L of a meter in m³, the smallest step most meters count) since the last use. A counter going
 down is a reset or a replaced meter: the drop is no use and the base moves with it,
 as the ``inactivity`` kind does. A *silence* runs from one use (or the home's first
 reading) to the next use.
@@ -69,10 +69,12 @@ import random
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from drivers.options import validate_options
 from edge.config import Config
 from edge.replay import fire_timers, replay
 from edge.rules import RuleConfig, RuleEngine  # the agent's own engine: there is no second implementation
 from edge.rules.detector import at_least
+from edge.rules.kinds import kind
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -81,18 +83,19 @@ WELFARE_SILENCE_MS = DAY_MS
 #: The interval incident moments are first drawn in, after a home's first reading (see the module docstring).
 FIRST_DRAW_MS = 60_000
 
-_SENSITIVITY: dict[str, tuple[str, tuple[float, ...]]] = {
-    "inactivity": ("window", tuple(hours * 3600.0 for hours in (6, 8, 10, 12, 16, 24))),
-}
+def sensitivity(kind_name: str) -> tuple[str, list[tuple[str, Any]]] | None:
+    """The option the kind declares as its sensitivity, and each value tried as ``(as written, as parsed)``.
 
-
-def sensitivity(kind: str) -> tuple[str, tuple[float, ...]] | None:
-    """The option that makes rules of ``kind`` more or less sensitive, and the values tried; ``None`` if none.
-
-    >>> sensitivity("inactivity")[0], sensitivity("threshold")
-    ('window', None)
+    >>> option, values = sensitivity("inactivity")
+    >>> option, values[0], sensitivity("threshold")
+    ('window', ('6h', 21600.0), None)
     """
-    return _SENSITIVITY.get(kind)
+    declared = kind(kind_name).sensitivity
+    if declared is None:
+        return None
+    spec = {declared.option: kind(kind_name).options[declared.option]}
+    parsed = [validate_options(spec, {declared.option: value})[0][declared.option] for value in declared.values]
+    return declared.option, [(str(value), number) for value, number in zip(declared.values, parsed, strict=True)]
 
 
 def duration_label(seconds: float) -> str:
@@ -113,7 +116,7 @@ def duration_label(seconds: float) -> str:
 class Settings:
     """What ``linli evaluate``'s options set."""
 
-    use: float = 0.01
+    use: float = 0.001
     incidents: int = 0
     seed: int = 0
     horizon_ms: int = 7 * DAY_MS
@@ -122,9 +125,11 @@ class Settings:
 
 @dataclasses.dataclass(eq=False)
 class Measure:
-    """The tally of one rule as evaluated, or of one of its sensitivity variants (``value`` is the option's)."""
+    """The tally of one rule as evaluated, or of one of its sensitivity variants (``value`` is the option's,
+    ``label`` the value as a config writes it)."""
 
-    value: float | None = None
+    value: Any = None
+    label: str = ""
     nuisance: int = 0
     welfare: int = 0
     #: One delay (ms) per incident; ``math.inf`` when not detected within the horizon.
@@ -153,7 +158,7 @@ class Evaluation:
         for rule in config.rules:
             knob = sensitivity(rule.kind)
             option, values = knob if knob else (None, ())
-            self.tallies.append(RuleTally(rule, Measure(), [Measure(value) for value in values], option))
+            self.tallies.append(RuleTally(rule, Measure(), [Measure(value, label) for label, value in values], option))
         self.homes: dict[tuple[str, str], _Home | None] = {}
         self.rows = 0
 
@@ -202,7 +207,7 @@ class Evaluation:
             units.append((rule, tally.own))
             for measure in tally.variants:
                 variant = dataclasses.replace(
-                    rule, id=f"{rule.id}@{tally.option}={duration_label(measure.value)}",
+                    rule, id=f"{rule.id}@{tally.option}={measure.label}",
                     params={**rule.params, tally.option: measure.value})
                 units.append((variant, measure))
         slots = [random.Random(f"{self.settings.seed}/{sensor}/{quantity}/{slot}")
@@ -288,6 +293,7 @@ class _Home:
     def _fork(self, moment: int) -> _Fork:
         engine = RuleEngine(self.rules, timezone=self.timezone)
         engine.restore(copy.deepcopy(self.engine.snapshot()))
+        engine.restore_learned(self.engine.learned())    # a routine rule goes on with what it learned
         already = {self.measure_of[alarm["alarm"]]: 0.0 for alarm in self.engine.raised()
                    if alarm["alarm"] in self.measure_of}
         return _Fork(engine, moment, moment + self.settings.horizon_ms, self.counter.last_value,

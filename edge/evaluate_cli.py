@@ -21,7 +21,7 @@ EPILOG = _("""Replays the trace through the config's rules, each home (a sensor 
 watches) alone, and prints per rule its false alarms per home per 30 days (nuisance: raised
 in a silence that ended within 24 h; welfare check: in one of 24 h or more) and, with
 --incidents, how late it raises when the water stops for good at random moments. A rule
-with a sensitivity knob (inactivity: window) gets a curve over the knob's values.
+with a sensitivity knob (inactivity: window; routine: stretch) gets a curve over the knob's values.
 Exit status 0, 65 for a bad trace (the message names the line), 66 when it is missing,
 74 when it cannot be read, 78 for a bad config.
 example: linli evaluate --config edge.toml street-year.csv --each-sensor --incidents 20
@@ -46,8 +46,8 @@ def add_command(sub: Any, add_config_option: Callable[[argparse.ArgumentParser],
                    help=_("seed of the incident moments; the same seed gives the same moments (default: %(default)s)"))
     p.add_argument("--horizon", type=_horizon, default="7d", metavar="DURATION",
                    help=_("how long after an incident a raise still counts as detection (default: %(default)s)"))
-    p.add_argument("--use", type=_amount, default=0.01, metavar="AMOUNT",
-                   help=_("rise of the counter that counts as use, in its unit (default: %(default)s m³, 10 L)"))
+    p.add_argument("--use", type=_amount, default=0.001, metavar="AMOUNT",
+                   help=_("rise of the counter that counts as use, in its unit (default: %(default)s m³, 1 L)"))
     p.add_argument("--each-sensor", action="store_true",
                    help=_("apply each rule to every sensor of the trace reporting its quantity"))
     p.add_argument("--json", action="store_true", help=_("one JSON object with every figure"))

@@ -70,7 +70,7 @@ def rule_entry(tally: RuleTally) -> dict[str, Any]:
         rates = alarms(measure, tally.observed_ms)
         found = incidents(measure)
         entry["curve"].append({
-            "option": tally.option, "value": duration_label(measure.value),
+            "option": tally.option, "value": measure.label,
             "nuisance_per_30d": rates["nuisance"]["per_30d"], "all_per_30d": rates["all"]["per_30d"],
             "median_delay_h": found["median_delay_h"], "within_24h": found["within_24h"]})
     return entry

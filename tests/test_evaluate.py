@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.rules.kinds import kind
 from tests.replay_helpers import measured_linli
 from tests.test_rules_scenarios import ROOT, TRACES, gateway_config
 
@@ -33,7 +34,7 @@ window = "12h"
 min_increase = 0.01
 severity = "critical"
 """
-WINDOWS_H = (6, 8, 10, 12, 16, 24)
+WINDOWS_H = (6, 8, 12, 16, 24)   # as the inactivity kind declares its sensitivity
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -80,8 +81,8 @@ def test_a_13_hour_night_is_a_nuisance_and_a_30_hour_silence_a_welfare_check(tmp
     curve = {point["value"]: point for point in rule["curve"]}
     assert list(curve) == [f"{hours}h" for hours in WINDOWS_H]
     # 24 h: only the 30 h silence; 16 h likewise; 6 h to 12 h: both silences.
-    assert [round(curve[f"{hours}h"]["all_per_30d"] * days / 30) for hours in WINDOWS_H] == [2, 2, 2, 2, 1, 1]
-    assert [round(curve[f"{hours}h"]["nuisance_per_30d"] * days / 30) for hours in WINDOWS_H] == [1, 1, 1, 1, 0, 0]
+    assert [round(curve[f"{hours}h"]["all_per_30d"] * days / 30) for hours in WINDOWS_H] == [2, 2, 2, 1, 1]
+    assert [round(curve[f"{hours}h"]["nuisance_per_30d"] * days / 30) for hours in WINDOWS_H] == [1, 1, 1, 0, 0]
 
 
 def test_the_table_says_the_same(tmp_path):
@@ -94,7 +95,7 @@ def test_the_table_says_the_same(tmp_path):
         "flat-302-water/no-water-12h (inactivity): 1 home, 2.6 days",
         "  false alarms per home per 30 days: nuisance 11.43 (1), welfare check 11.43 (1), all 22.86 (2)"]
     assert lines[4].split() == ["window", "nuisance/30d", "all/30d"]
-    assert lines[5].split() == ["6h", "11.43", "22.86"] and lines[10].split() == ["24h", "0.00", "11.43"]
+    assert lines[5].split() == ["6h", "11.43", "22.86"] and lines[9].split() == ["24h", "0.00", "11.43"]
 
 
 # --- incidents ---------------------------------------------------------------------------------------------
@@ -165,8 +166,8 @@ def test_each_sensor_equals_evaluating_each_home_alone(tmp_path):
         alone.append(evaluated("--config", str(own), str(trace), *options)["rules"][0])
     assert both["homes"] == 2 and both["days"] == round(2 * (12 * 24 - 1) / 24, 3)
     assert [entry["days"] for entry in alone] == [round((12 * 24 - 1) / 24, 3)] * 2
-    for kind in ("nuisance", "welfare"):
-        assert both["alarms"][kind]["count"] == sum(entry["alarms"][kind]["count"] for entry in alone)
+    for alarm_kind in ("nuisance", "welfare"):
+        assert both["alarms"][alarm_kind]["count"] == sum(entry["alarms"][alarm_kind]["count"] for entry in alone)
     assert alone[1]["alarms"]["nuisance"]["count"] == 4  # flat-301's long evenings: days 0, 3, 6, 9
     # One incident per home: over both, the median (nearest rank) is the earlier delay, p90 the later.
     delays = sorted(entry["incidents"]["median_delay_h"] for entry in alone)
@@ -222,8 +223,9 @@ def test_the_json_has_exactly_the_documented_keys(tmp_path):
     assert all(list(count) == ["count", "per_30d"] for count in rule["alarms"].values())
     assert list(rule["incidents"]) == ["count", "median_delay_h", "p90_delay_h", "within_24h", "detected"]
     assert rule["incidents"]["count"] == 2
+    points = len(kind("inactivity").sensitivity.values)
     assert [list(point) for point in rule["curve"]] == [
-        ["option", "value", "nuisance_per_30d", "all_per_30d", "median_delay_h", "within_24h"]] * 6
+        ["option", "value", "nuisance_per_30d", "all_per_30d", "median_delay_h", "within_24h"]] * points
 
 
 # --- input and errors --------------------------------------------------------------------------------------
