@@ -234,9 +234,9 @@ KIND = Kind(
     options={
         "min_increase": Option("float", default=0.001, check=positive,
                                help="more than 0: the rise of the total that is a use of water (0.001 m³ is 1 L)"),
-        "quantile": Option("float", default=0.99, check=_quantile,
+        "quantile": Option("float", default=0.995, check=_quantile,
                            help="the share of this home's silences beginning at that hour the routine calls usual"),
-        "stretch": Option("float", default=1.3, min=1, max=10,
+        "stretch": Option("float", default=1.15, min=1, max=10,
                           help="a silence may last this many times the usual longest one before the alarm"),
         "slack": Option("duration", default="1h", max=86400, help="... plus this long"),
         "min_silence": Option("duration", default="3h", min=60, max=WEEK,
