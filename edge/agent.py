@@ -296,6 +296,7 @@ class Agent:
             "health": lambda _args: self.health(),
             "away": lambda args: rule_calls.away(self.core, self.clock.now_ms(), self.config.gateway.timezone, args),
             "alarm_ack": lambda args: rule_calls.alarm_ack(self.core, self.clock.now_ms(), args),
+            "explain": lambda args: rule_calls.explain(self.core, self.clock.now_ms(), args),
         }
 
     def _on_rules(self, fn) -> list[dict[str, Any]]:
@@ -328,6 +329,7 @@ class Agent:
             "refused_records": self.core.refused_records if self.core else 0,
             "outbox_error": self.core.commit_error if self.core else None,
             "outputs": self.outputs.status(),
+            "learning": self.core.learning if self.core else [],
         }
         return gather(outbox_stats, self.clock, self.started, extra, outbox_path=self.config.buffer.path)
 

@@ -10,6 +10,7 @@ the outbox's lock, 74 I/O error, 75 another agent already runs on this outbox,
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Sequence
 
 from drivers.codecs.cjt188 import METER_TYPE_CODES
 from drivers.transports.serial import STANDARD_BAUDRATES
-from edge import __version__, evaluate_cli  # its parser and handler are there: this file lists the commands
+from edge import __version__, evaluate_cli, explain  # its parser and handler are there: this file lists the commands
 from edge.config import DEFAULT_PATH, load_config
 from edge.errors import LinliError
 from edge.i18n import _, ngettext
@@ -121,6 +122,10 @@ def cmd_evaluate(args) -> int:
     return evaluate_cli.run(args, config_path(args), _warn)
 
 
+def cmd_explain(args) -> int:
+    return explain.run(args, config_path(args), lambda name, request: _ask_agent(args, name, request), CommandRefused)
+
+
 def _warn(message: str) -> None:
     print(_colour(_("warning"), "33", sys.stderr) + ": " + message, file=sys.stderr)
 
@@ -155,6 +160,13 @@ def cmd_status(args) -> int:
             problem=problem, pending=outbox.get("pending")), "31"))
     print(_("clock      synced: {synced}    uptime {uptime} s").format(
         synced=health.get("clock_synced"), uptime=health.get("uptime_s")))
+    for learning in health.get("learning") or []:
+        if learning["warmup_until"] is None:
+            print(_("routine    {alarm}: learned; linli explain {alarm} shows what").format(alarm=learning["alarm"]))
+        else:
+            until = datetime.datetime.fromtimestamp(learning["warmup_until"] / 1000).astimezone()
+            print(_("routine    {alarm}: learning the home's routine until {until}; the fixed rule holds "
+                    "meanwhile").format(alarm=learning["alarm"], until=until.strftime("%Y-%m-%d %H:%M")))
     print()
     # Translated words outside the f-strings: xgettext does not look inside their {fields}.
     print(" ".join((_("sensor").ljust(20), _("bus").ljust(10), _("state").ljust(8), _("reads").rjust(7)))
@@ -443,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
 
     evaluate_cli.add_command(sub, _add_config_option, cmd_evaluate)
+    explain.add_command(sub, _add_config_option, cmd_explain)
 
     p = sub.add_parser("status", help=_("what the running agent sees: broker, outbox, sensors"),
                        epilog=_("examples:\n  linli status\n  linli status --config /etc/linli/edge.toml --json"),

@@ -60,6 +60,8 @@ class Rules(Protocol):
 
     def learned(self) -> dict[str, Any]: ...
 
+    def learning(self, now_ms: int) -> list[dict[str, Any]]: ...
+
 
 AlarmSink = Callable[[dict[str, Any]], None]
 
@@ -81,6 +83,12 @@ class Core(threading.Thread):
         self.error: BaseException | None = None
         self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         self._learned_offered = time.monotonic()
+        #: The learning rules' warm-up as of about a minute ago (``RuleEngine.learning``), for ``health``:
+        #: read by other threads, replaced whole by this one.
+        self.learning: list[dict[str, Any]] = [] if rules is None else rules.learning(self._now_ms())
+        #: The learning rules' warm-up as of about a minute ago (``RuleEngine.learning``), for ``health``:
+        #: read by other threads, replaced whole by this one.
+        self.learning: list[dict[str, Any]] = [] if rules is None else rules.learning(self._now_ms())
 
     # --- producers (any thread) -------------------------------------------------------------
     def submit_reading(self, record: dict[str, Any], state: dict[str, Any] | None = None) -> bool:
@@ -148,6 +156,7 @@ class Core(threading.Thread):
                 self._raise(self.rules.tick(self._now_ms()))
                 if outbox.state_due():
                     outbox.set_state(RULES_STATE, self.rules.snapshot())
+                    self.learning = self.rules.learning(self._now_ms())
                 if time.monotonic() - self._learned_offered >= LEARNED_INTERVAL:
                     self._learned_offered = time.monotonic()
                     outbox.set_state(LEARNED_STATE, self.rules.learned())

@@ -57,6 +57,21 @@ def alarm_ack(core, now_ms: int, args: dict[str, Any]) -> dict[str, Any]:
     return {"alarm": alarm, "states": [t["state"] for t in transitions]}
 
 
+def explain(core, now_ms: int, args: dict[str, Any]) -> dict[str, Any]:
+    """``{"alarm": "flat-302-water/routine"}``: what that learning rule has learned (``linli explain``)."""
+    alarm = args.get("alarm")
+    if not isinstance(alarm, str):
+        raise CommandError('args.alarm must be a "<sensor>/<rule>" string')
+    found: dict[str, Any] = {}
+
+    def look(rules) -> list[dict[str, Any]]:
+        found["explained"] = rules.explain(alarm, now_ms)
+        return []
+
+    on_core(core, look)
+    return found["explained"]
+
+
 def button_pressed(core, output, now_ms: int) -> None:
     """An output's acknowledge button, on gpiozero's thread: only enqueue; the core acknowledges.
 

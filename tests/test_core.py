@@ -39,6 +39,9 @@ class RaiseBelow:
     def learned(self):
         return {}
 
+    def learning(self, now_ms):
+        return []
+
 
 def test_readings_wait_in_memory_and_the_acked_ones_never_reach_the_file(tmp_path):
     outbox = Outbox(tmp_path / "o.db", commit_interval=0.3)

@@ -264,7 +264,7 @@ class RuleEngine:
             raise RuleError(f"no rule makes the alarm {alarm!r}; known: {', '.join(sorted(self._by_alarm)) or 'none'}")
         if not unit.detector.learns:
             learning = sorted(u.rule.alarm for u in self._units if u.detector.learns)
-            raise RuleError(f"{alarm} is a {unit.rule.kind} rule, which learns nothing; rules that learn: "
+            raise RuleError(f"{alarm} is a rule of kind {unit.rule.kind}, which learns nothing; rules that learn: "
                             f"{', '.join(learning) or 'none'}")
         return {"alarm": alarm, "kind": unit.rule.kind, "now": now_ms, **unit.detector.explain(now_ms)}
 
