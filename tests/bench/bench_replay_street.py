@@ -162,7 +162,7 @@ def write_trace(path: Path, homes: int, days: int) -> int:
     rng = random.Random(SEED)
     street = [Home(index, rng, days) for index in range(homes)]
     # Each meter is read at its own second of the hour, as a poll of the line reaches it.
-    second_of_hour = sorted((rng.randrange(3600), home) for home in street)
+    second_of_hour = sorted(((rng.randrange(3600), home) for home in street), key=lambda pair: pair[0])
     rows = 0
     with open(path, "w", encoding="utf-8") as file:
         file.write("ts,sensor,quantity,value\n")
