@@ -87,21 +87,34 @@ def open_trace(path: str) -> BinaryIO:
 def trace_lines(file: BinaryIO, path: str) -> Iterator[str]:
     """The lines of ``file`` as text without their line ends, read in chunks; a leading byte-order mark is dropped.
 
-    Each line is decoded on its own, so a byte that is not UTF-8 is reported on its
-    line; a line over :data:`MAX_LINE_BYTES` is refused without reading the rest of it.
+    A byte that is not UTF-8 is reported on its line; a line over :data:`MAX_LINE_BYTES`
+    is refused without reading the rest of it.
     """
     name = os.path.basename(path)
     pending = b""
     number = 0
     while chunk := _read(file, path):
         *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            number += 1
-            yield _decoded(line, number, name)
+        yield from _chunk_lines(lines, number, name)
+        number += len(lines)
         if len(pending) > MAX_LINE_BYTES:
             raise _too_long(name, number + 1)
     if pending:
         yield _decoded(pending, number + 1, name)
+
+
+def _chunk_lines(lines: list[bytes], before: int, name: str) -> Iterator[str]:
+    """``lines``, which follow line ``before``, decoded: all at once when they are all good, as nearly always."""
+    if before and lines and max(map(len, lines)) <= MAX_LINE_BYTES:  # not the first: it may start with a BOM
+        try:
+            texts = b"\n".join(lines).decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # decoded again a line at a time below, to say which line is not UTF-8
+        else:
+            yield from texts.split("\n")
+            return
+    for number, line in enumerate(lines, start=before + 1):
+        yield _decoded(line, number, name)
 
 
 def _read(file: BinaryIO, path: str) -> bytes:

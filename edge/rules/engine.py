@@ -146,13 +146,14 @@ class RuleEngine:
         value = reading.get("value")
         usable = reading.get("quality") != "bad" and value is not None and not (
             isinstance(value, float) and not math.isfinite(value))
+        schedule = self._timers.set
         for unit in units:
             if not usable and not unit.detector.hears_bad:
                 continue
             signal = unit.detector.reading(ts, value, usable)
             if signal is not None:
                 found += unit.alarm.signal(ts, signal)
-            self._schedule((unit,))
+            schedule(unit.number, unit.due())
         return found
 
     # --- people ---------------------------------------------------------------------------------------
