@@ -48,6 +48,7 @@ _SHOWN_CHARS = 40
 #: rule's timer could leave the calendar that prints it.
 _EARLIEST_MS = 100_000_000_000
 _LATEST_MS = 221_845_392_000_000
+_LATEST_DIGITS = len(str(_LATEST_MS))
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
@@ -162,7 +163,7 @@ def read_trace(lines: Iterable[str], name: str = "trace") -> Iterator[dict[str, 
         if len(row) != len(columns):
             raise TraceError(_("{where}: expected {expected} fields like the header ({columns}), got {count}").format(
                 where=_where(name, line), expected=len(columns), columns=",".join(columns), count=len(row)))
-        fields = [cell.strip() for cell in row]
+        fields = list(map(str.strip, row))
         record = _reading(fields, at, name, line)
         if previous_ts is not None and record["ts"] < previous_ts:
             raise TraceError(_("{where}: rows must be in time order, but {ts} is earlier than {previous} "
@@ -190,7 +191,9 @@ def _rows(lines: Iterable[str], name: str) -> Iterator[tuple[int, list[str]]]:
         number += 1
         if line.startswith("#"):
             continue
-        plain = line.removesuffix("\n").removesuffix("\r")  # where csv ends a row too (a CRLF, lines from a file)
+        plain = line
+        if "\r" in line or "\n" in line:  # a CRLF's \r, or the \n of lines read from a text file: csv ends rows there
+            plain = line.removesuffix("\n").removesuffix("\r")
         if not plain:
             yield number, []
         elif '"' in plain or "\r" in plain or "\n" in plain or len(plain) > longest:
@@ -254,9 +257,9 @@ class _Columns:
 
 def _reading(fields: list[str], at: _Columns, name: str, line: int) -> dict[str, Any]:
     sensor, quantity = fields[at.sensor], fields[at.quantity]
-    for column, text in (("sensor", sensor), ("quantity", quantity)):
-        if not text:
-            raise TraceError(_("{where}: {column} is empty").format(where=_where(name, line), column=column))
+    if not sensor or not quantity:
+        raise TraceError(_("{where}: {column} is empty").format(
+            where=_where(name, line), column="sensor" if not sensor else "quantity"))
     quality = (fields[at.quality] if at.quality is not None else "") or "good"
     if quality not in QUALITIES:
         raise TraceError(_("{where}: quality must be good, uncertain or bad, got \"{value}\"").format(
@@ -328,7 +331,7 @@ class _BadTs(Exception):
 def _epoch_ms(text: str) -> int:
     if text.isascii() and text.isdigit():
         # int() of thousands of digits is refused by Python itself; no time has that many.
-        value = int(text) if len(text) <= len(str(_LATEST_MS)) else _LATEST_MS + 1
+        value = int(text) if len(text) <= _LATEST_DIGITS else _LATEST_MS + 1
         if value < _EARLIEST_MS:
             raise _BadTs(_("{where}: ts {value} would be before 1973 as epoch milliseconds; "
                            "epoch seconds must be multiplied by 1000"), text)
