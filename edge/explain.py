@@ -127,7 +127,8 @@ def _table(hours: list[dict[str, Any]]) -> list[str]:
     widths = [max(display_width(row[column]) for row in rows) for column in range(len(rows[0]))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(cell + " " * (width - display_width(cell)) for cell, width in zip(cells, widths, strict=True)).rstrip()
+        padded = (cell + " " * (width - display_width(cell)) for cell, width in zip(cells, widths, strict=True))
+        return "  ".join(padded).rstrip()
 
     weekdays = _("weekdays")
     heading = " " * (widths[0] + 2) + weekdays + " " * (sum(widths[1:5]) + 2 * 4 - display_width(weekdays))

@@ -48,6 +48,7 @@ _SHOWN_CHARS = 40
 #: rule's timer could leave the calendar that prints it.
 _EARLIEST_MS = 100_000_000_000
 _LATEST_MS = 221_845_392_000_000
+_LATEST_DIGITS = len(str(_LATEST_MS))
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
@@ -87,21 +88,34 @@ def open_trace(path: str) -> BinaryIO:
 def trace_lines(file: BinaryIO, path: str) -> Iterator[str]:
     """The lines of ``file`` as text without their line ends, read in chunks; a leading byte-order mark is dropped.
 
-    Each line is decoded on its own, so a byte that is not UTF-8 is reported on its
-    line; a line over :data:`MAX_LINE_BYTES` is refused without reading the rest of it.
+    A byte that is not UTF-8 is reported on its line; a line over :data:`MAX_LINE_BYTES`
+    is refused without reading the rest of it.
     """
     name = os.path.basename(path)
     pending = b""
     number = 0
     while chunk := _read(file, path):
         *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            number += 1
-            yield _decoded(line, number, name)
+        yield from _chunk_lines(lines, number, name)
+        number += len(lines)
         if len(pending) > MAX_LINE_BYTES:
             raise _too_long(name, number + 1)
     if pending:
         yield _decoded(pending, number + 1, name)
+
+
+def _chunk_lines(lines: list[bytes], before: int, name: str) -> Iterator[str]:
+    """``lines``, which follow line ``before``, decoded: all at once when they are all good, as nearly always."""
+    if before and lines and max(map(len, lines)) <= MAX_LINE_BYTES:  # not the first: it may start with a BOM
+        try:
+            texts = b"\n".join(lines).decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # decoded again a line at a time below, to say which line is not UTF-8
+        else:
+            yield from texts.split("\n")
+            return
+    for number, line in enumerate(lines, start=before + 1):
+        yield _decoded(line, number, name)
 
 
 def _read(file: BinaryIO, path: str) -> bytes:
@@ -140,39 +154,66 @@ def read_trace(lines: Iterable[str], name: str = "trace") -> Iterator[dict[str, 
     """
     rows = _rows(lines, name)
     columns = _header(rows, name)
+    at = _Columns(columns)
     previous_ts: int | None = None
     previous_line = 0
     for line, row in rows:
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
-        where = _("{name} line {line}").format(name=name, line=line)
         if len(row) != len(columns):
             raise TraceError(_("{where}: expected {expected} fields like the header ({columns}), got {count}").format(
-                where=where, expected=len(columns), columns=",".join(columns), count=len(row)))
-        fields = dict(zip(columns, (cell.strip() for cell in row), strict=True))
-        record = _reading(fields, where)
+                where=_where(name, line), expected=len(columns), columns=",".join(columns), count=len(row)))
+        fields = list(map(str.strip, row))
+        record = _reading(fields, at, name, line)
         if previous_ts is not None and record["ts"] < previous_ts:
             raise TraceError(_("{where}: rows must be in time order, but {ts} is earlier than {previous} "
                                "on line {previous_line}").format(
-                where=where, ts=fields["ts"], previous=plain_utc(previous_ts), previous_line=previous_line))
+                where=_where(name, line), ts=fields[at.ts], previous=plain_utc(previous_ts),
+                previous_line=previous_line))
         previous_ts, previous_line = record["ts"], line
         yield record
 
 
+def _where(name: str, line: int) -> str:
+    return _("{name} line {line}").format(name=name, line=line)
+
+
 def _rows(lines: Iterable[str], name: str) -> Iterator[tuple[int, list[str]]]:
-    """``(line, fields)`` of each CSV row; a row the csv module refuses (a field over its limit) is a TraceError."""
-    source = _OneRowPerLine(lines, name)
-    reader = csv.reader(source, strict=True)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise TraceError(_("{name} line {line}: not readable as CSV ({reason})").format(
-                name=name, line=source.number, reason=exc)) from None
-        source.row_done()
-        yield source.number, row
+    """``(line, fields)`` of each CSV row, comments left out; a row the csv module refuses is a TraceError.
+
+    A line without a quote or a carriage return inside (all a meter writes) is split
+    at its commas, which is what the csv module makes of it, only without its cost;
+    any other line goes through the csv module, on its own since a row is one line.
+    """
+    longest = csv.field_size_limit()
+    number = 0
+    for line in lines:
+        number += 1
+        if line.startswith("#"):
+            continue
+        plain = line
+        if "\r" in line or "\n" in line:  # a CRLF's \r, or the \n of lines read from a text file: csv ends rows there
+            plain = line.removesuffix("\n").removesuffix("\r")
+        if not plain:
+            yield number, []
+        elif '"' in plain or "\r" in plain or "\n" in plain or len(plain) > longest:
+            yield number, _csv_row(line, number, name)
+        else:
+            yield number, plain.split(",")
+
+
+def _csv_row(line: str, number: int, name: str) -> list[str]:
+    def only_this_line() -> Iterator[str]:
+        yield line
+        # The csv module asks for another line only while a quoted field is open: it would swallow the next rows.
+        raise TraceError(_("{name} line {line}: a quoted field is not closed on its line; "
+                           "is a \" missing?").format(name=name, line=number))
+
+    try:
+        return next(csv.reader(only_this_line(), strict=True))
+    except csv.Error as exc:
+        raise TraceError(_("{name} line {line}: not readable as CSV ({reason})").format(
+            name=name, line=number, reason=exc)) from None
 
 
 def _header(rows: Iterator[tuple[int, list[str]]], name: str) -> list[str]:
@@ -205,43 +246,53 @@ def _listed(names: list[str], most: int = 5) -> str:
     return ", ".join(shown + ["…"] if len(names) > most else shown)
 
 
-def _reading(fields: dict[str, str], where: str) -> dict[str, Any]:
-    for column in ("sensor", "quantity"):
-        if not fields[column]:
-            raise TraceError(_("{where}: {column} is empty").format(where=where, column=column))
-    quality = fields.get("quality") or "good"
+class _Columns:
+    """Where each column is in a row of the trace whose header is ``columns``; ``None`` for an absent optional one."""
+
+    def __init__(self, columns: list[str]):
+        self.ts, self.sensor, self.quantity, self.value = (columns.index(column) for column in REQUIRED_COLUMNS)
+        self.quality, self.unit = (columns.index(column) if column in columns else None
+                                   for column in OPTIONAL_COLUMNS)
+
+
+def _reading(fields: list[str], at: _Columns, name: str, line: int) -> dict[str, Any]:
+    sensor, quantity = fields[at.sensor], fields[at.quantity]
+    if not sensor or not quantity:
+        raise TraceError(_("{where}: {column} is empty").format(
+            where=_where(name, line), column="sensor" if not sensor else "quantity"))
+    quality = (fields[at.quality] if at.quality is not None else "") or "good"
     if quality not in QUALITIES:
         raise TraceError(_("{where}: quality must be good, uncertain or bad, got \"{value}\"").format(
-            where=where, value=shown_field(quality)))
+            where=_where(name, line), value=shown_field(quality)))
     record: dict[str, Any] = {
         "kind": "reading",
-        "sensor": fields["sensor"],
-        "quantity": fields["quantity"],
-        "value": _value(fields["value"], quality, where),
+        "sensor": sensor,
+        "quantity": quantity,
+        "value": _value(fields[at.value], quality, name, line),
         "quality": quality,
-        "ts": parse_ts(fields["ts"], where),
+        "ts": _row_ts(fields[at.ts], name, line),
     }
-    if fields.get("unit"):
-        record["unit"] = fields["unit"]
+    if at.unit is not None and fields[at.unit]:
+        record["unit"] = fields[at.unit]
     return record
 
 
-def _value(text: str, quality: str, where: str) -> float | bool | None:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if not text:
-        if quality == "bad":  # a failed read has no value, exactly as the agent records it
-            return None
-        raise TraceError(_("{where}: value is empty; only a reading of quality bad may have no value").format(
-            where=where))
+def _value(text: str, quality: str, name: str, line: int) -> float | bool | None:
     try:
-        number = float(text)
+        number = float(text)  # most values are numbers: try that first
     except ValueError:
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        if not text:
+            if quality == "bad":  # a failed read has no value, exactly as the agent records it
+                return None
+            raise TraceError(_("{where}: value is empty; only a reading of quality bad may have no value").format(
+                where=_where(name, line))) from None
         number = math.nan
     if not math.isfinite(number):
         raise TraceError(_("{where}: value must be a number, true or false, got \"{value}\"").format(
-            where=where, value=shown_field(text)))
+            where=_where(name, line), value=shown_field(text)))
     return number
 
 
@@ -253,31 +304,56 @@ def parse_ts(text: str, where: str = "ts") -> int:
     >>> parse_ts("1767571200000")
     1767571200000
     """
+    try:
+        return _epoch_ms(text)
+    except _BadTs as bad:
+        raise TraceError(bad.message(where)) from None
+
+
+def _row_ts(text: str, name: str, line: int) -> int:
+    try:
+        return _epoch_ms(text)
+    except _BadTs as bad:  # the row's place is put into words only for a message
+        raise TraceError(bad.message(_where(name, line))) from None
+
+
+class _BadTs(Exception):
+    """``text`` is not a time: the message saying why, given where the text was."""
+
+    def __init__(self, template: str, value: str):
+        super().__init__(template)
+        self.template, self.value = template, value
+
+    def message(self, where: str) -> str:
+        return self.template.format(where=where, value=self.value)
+
+
+def _epoch_ms(text: str) -> int:
     if text.isascii() and text.isdigit():
         # int() of thousands of digits is refused by Python itself; no time has that many.
-        value = int(text) if len(text) <= len(str(_LATEST_MS)) else _LATEST_MS + 1
+        value = int(text) if len(text) <= _LATEST_DIGITS else _LATEST_MS + 1
         if value < _EARLIEST_MS:
-            raise TraceError(_("{where}: ts {value} would be before 1973 as epoch milliseconds; "
-                               "epoch seconds must be multiplied by 1000").format(where=where, value=text))
+            raise _BadTs(_("{where}: ts {value} would be before 1973 as epoch milliseconds; "
+                           "epoch seconds must be multiplied by 1000"), text)
     else:
-        value = _iso_ms(text, where)
+        value = _iso_ms(text)
     if not _EARLIEST_MS <= value <= _LATEST_MS:
-        raise TraceError(_("{where}: ts \"{value}\" is not between 1973 and 9000, so not a time a meter "
-                           "recorded").format(where=where, value=shown_field(text)))
+        raise _BadTs(_("{where}: ts \"{value}\" is not between 1973 and 9000, so not a time a meter "
+                       "recorded"), shown_field(text))
     return value
 
 
-def _iso_ms(text: str, where: str) -> int:
+def _iso_ms(text: str) -> int:
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise TraceError(_("{where}: ts must be ISO 8601 with a UTC offset (2026-01-05T08:00:00+08:00) "
-                           "or epoch milliseconds, got \"{value}\"").format(
-            where=where, value=shown_field(text))) from None
+        raise _BadTs(_("{where}: ts must be ISO 8601 with a UTC offset (2026-01-05T08:00:00+08:00) "
+                       "or epoch milliseconds, got \"{value}\""), shown_field(text)) from None
     if moment.utcoffset() is None:
-        raise TraceError(_("{where}: ts \"{value}\" has no UTC offset; add one like +08:00 or Z").format(
-            where=where, value=shown_field(text)))
-    return (moment - _EPOCH) // datetime.timedelta(milliseconds=1)
+        raise _BadTs(_("{where}: ts \"{value}\" has no UTC offset; add one like +08:00 or Z"), shown_field(text))
+    # The whole days and seconds since 1970, then the milliseconds, rounded down as timedelta // 1 ms rounds.
+    since = moment - _EPOCH
+    return (since.days * 86_400 + since.seconds) * 1000 + since.microseconds // 1000
 
 
 def shown_field(text: str) -> str:
@@ -288,39 +364,6 @@ def shown_field(text: str) -> str:
     """
     cut = text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in cut)
-
-
-class _OneRowPerLine:
-    """Lines for the csv module: comments dropped, numbered as in the file, and no row running past its line.
-
-    A quoted field the line does not close would swallow the lines after it into one
-    growing field; a trace row is one line, so that is an error on the row's line.
-    """
-
-    def __init__(self, lines: Iterable[str], name: str):
-        self._lines = iter(lines)
-        self._name = name
-        self.number = 0  # the line most recently handed to csv: the row's own line once it is read
-        self._open = False
-
-    def row_done(self) -> None:
-        self._open = False
-
-    def __iter__(self) -> Iterator[str]:
-        for line in self._lines:
-            if self._open:
-                raise self._unclosed()
-            self.number += 1
-            if line.startswith("#"):
-                continue
-            self._open = True
-            yield line
-        if self._open:
-            raise self._unclosed()
-
-    def _unclosed(self) -> TraceError:
-        return TraceError(_("{name} line {line}: a quoted field is not closed on its line; "
-                            "is a \" missing?").format(name=self._name, line=self.number))
 
 
 # --- time ---------------------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ class Alarm:
 
     def settle(self, now: int) -> list[dict[str, Any]]:
         """Re-judge at ``now`` (a signal changed, a delay ran out, the window opened or closed)."""
+        if not self.raised and not self.out:  # quiet, as after nearly every reading: nothing to arm or wake for
+            self.clear_since = self.raise_since = self.window_wake = None
+            return []
         found: list[dict[str, Any]] = []
         if not self.raised:
             self.clear_since = None

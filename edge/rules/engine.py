@@ -24,6 +24,7 @@ from typing import Any
 from edge.rules.alarm import Alarm
 from edge.rules.config import RuleConfig
 from edge.rules.kinds import kind
+from edge.rules.timers import TimerQueue
 from edge.rules.window import Calendar
 
 SNAPSHOT_VERSION = 1
@@ -38,8 +39,9 @@ class RuleError(ValueError):
 class _Unit:
     """One rule: its detector (the kind's arithmetic) and its alarm (the shared lifecycle)."""
 
-    def __init__(self, rule: RuleConfig, calendar: Calendar):
+    def __init__(self, rule: RuleConfig, calendar: Calendar, number: int):
         self.rule = rule
+        self.number = number  # its place in the engine's rules: the first of timers due together fires first
         self.detector = kind(rule.kind).detector(rule, calendar)
         self.alarm = Alarm(rule, calendar)
 
@@ -67,30 +69,33 @@ class RuleEngine:
 
     def __init__(self, rules: Sequence[RuleConfig], timezone: str = "Asia/Shanghai"):
         self.calendar = Calendar(zoneinfo.ZoneInfo(timezone))
-        self._units = [_Unit(rule, self.calendar) for rule in rules]
+        self._units = [_Unit(rule, self.calendar, number) for number, rule in enumerate(rules)]
         self._by_alarm = {unit.rule.alarm: unit for unit in self._units}
         self._by_input: dict[tuple[str, str], list[_Unit]] = {}
         for unit in self._units:
             self._by_input.setdefault((unit.rule.sensor, unit.rule.quantity), []).append(unit)
         self.now: int | None = None          # the latest time the engine was told
         self.away_until: int | None = None
+        # Each unit's due time, kept up to date by _schedule after anything that may move it.
+        self._timers = TimerQueue(len(self._units))
+        self._schedule(self._units)
+
+    def _schedule(self, units: Sequence[_Unit]) -> None:
+        for unit in units:
+            self._timers.set(unit.number, unit.due())
 
     # --- the clock ------------------------------------------------------------------------------------
     def _advance(self, now: int) -> None:
         if self.now is None:
             for unit in self._units:
                 unit.detector.start(now)
+            self._schedule(self._units)
         if self.now is None or now > self.now:
             self.now = now
 
     def next_due(self) -> int | None:
         """The earliest pending timer (ms), or ``None``; a replay advances its clock to it."""
-        due = self.away_until
-        for unit in self._units:
-            when = unit.due()
-            if when is not None and (due is None or when < due):
-                due = when
-        return due
+        return self._earliest()[0]
 
     def tick(self, now_ms: int) -> list[dict[str, Any]]:
         """Fire every timer due at or before ``now_ms``, in time order; each transition carries its due time."""
@@ -108,15 +113,16 @@ class RuleEngine:
             if index < 0:
                 found += self._end_away(due)
             else:
-                found += self._units[index].fire(due)
+                unit = self._units[index]
+                found += unit.fire(due)
+                self._schedule((unit,))
 
     def _earliest(self) -> tuple[int | None, int]:
-        due, index = self.away_until, -1
-        for position, unit in enumerate(self._units):
-            when = unit.due()
-            if when is not None and (due is None or when < due):
-                due, index = when, position
-        return due, index
+        """The earliest timer as ``(due, rule's number)``; away's end is number -1 and so first among equals."""
+        first = self._timers.earliest()
+        if self.away_until is not None and (first is None or self.away_until <= first[0]):
+            return self.away_until, -1
+        return first if first is not None else (None, -1)
 
     # --- readings -------------------------------------------------------------------------------------
     def evaluate(self, reading: dict[str, Any]) -> list[dict[str, Any]]:
@@ -133,12 +139,14 @@ class RuleEngine:
         value = reading.get("value")
         usable = reading.get("quality") != "bad" and value is not None and not (
             isinstance(value, float) and not math.isfinite(value))
+        schedule = self._timers.set
         for unit in units:
             if not usable and not unit.detector.hears_bad:
                 continue
             signal = unit.detector.reading(ts, value, usable)
             if signal is not None:
                 found += unit.alarm.signal(ts, signal)
+            schedule(unit.number, unit.due())
         return found
 
     # --- people ---------------------------------------------------------------------------------------
@@ -147,8 +155,9 @@ class RuleEngine:
         unit = self._by_alarm.get(alarm)
         if unit is None:
             raise RuleError(f"no rule makes the alarm {alarm!r}; known: {', '.join(sorted(self._by_alarm)) or 'none'}")
-        found = self.tick(now_ms)
-        return found + unit.alarm.acknowledge(now_ms)
+        found = self.tick(now_ms) + unit.alarm.acknowledge(now_ms)
+        self._schedule((unit,))
+        return found
 
     def set_away(self, until_ms: int | None, now_ms: int) -> list[dict[str, Any]]:
         """Away until ``until_ms`` (``None``: back home now). Rules with ``suppress_when_away`` stay silent meanwhile.
@@ -168,6 +177,7 @@ class RuleEngine:
             for unit in self._units:
                 if unit.rule.suppress_when_away:
                     found += unit.alarm.suppress(now_ms)
+                    self._schedule((unit,))
         return found
 
     def _end_away(self, now: int) -> list[dict[str, Any]]:
@@ -176,6 +186,7 @@ class RuleEngine:
         for unit in self._units:
             if unit.rule.suppress_when_away:
                 found += unit.alarm.unsuppress(now, unit.detector.resume(now))
+                self._schedule((unit,))
         return found
 
     # --- persistence ----------------------------------------------------------------------------------
@@ -221,9 +232,10 @@ class RuleEngine:
                     unit.detector.load(entry["detector"])
         except (KeyError, TypeError) as exc:
             raise RuleError(f"the rules snapshot is damaged: missing {exc}") from None
+        finally:
+            self._schedule(self._units)  # what was loaded, even of a damaged snapshot, moved the timers
         self.now = state.get("now")
         self.away_until = state.get("away_until")
-
 
     # --- what detectors learned ------------------------------------------------------------------------
     def learned(self) -> dict[str, Any]:

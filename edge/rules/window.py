@@ -20,6 +20,9 @@ from zoneinfo import ZoneInfo
 
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 DAY_MINUTES = 24 * 60
+_HOUR_MS = 3_600_000
+#: Hours whose UTC offset is remembered; a replay moves forward, so the cache is simply emptied when full.
+_CACHED_HOURS = 4096
 
 
 def parse_window(text: str) -> tuple[int, int]:
@@ -43,6 +46,7 @@ class Calendar:
 
     def __init__(self, zone: ZoneInfo):
         self.zone = zone
+        self._hour_offsets: dict[int, int] = {}  # UTC hour (ts // 1 h) -> the offset throughout it, in ms
 
     def local(self, ts: int) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(ts / 1000, self.zone)
@@ -56,7 +60,25 @@ class Calendar:
         return self._at(self.local(ts).date() + datetime.timedelta(days=1), 0)
 
     def offset_ms(self, ts: int) -> int:
-        """The zone's UTC offset at ``ts``."""
+        """The zone's UTC offset at ``ts``.
+
+        Asked for every reading a bin rule judges, so remembered per UTC hour: an hour
+        whose first and last millisecond have the same offset has it throughout, since
+        no zone changes its offset twice within an hour. An hour with a change in it
+        (DST begins or ends) is not remembered, and each time in it is looked up.
+        """
+        hour = ts // _HOUR_MS
+        offset = self._hour_offsets.get(hour)
+        if offset is None:
+            first, last = self._zone_offset_ms(hour * _HOUR_MS), self._zone_offset_ms((hour + 1) * _HOUR_MS - 1)
+            if first != last:
+                return self._zone_offset_ms(ts)
+            if len(self._hour_offsets) >= _CACHED_HOURS:
+                self._hour_offsets.clear()
+            self._hour_offsets[hour] = offset = first
+        return offset
+
+    def _zone_offset_ms(self, ts: int) -> int:
         offset = self.local(ts).utcoffset()
         return int(offset.total_seconds() * 1000) if offset else 0
 
