@@ -50,6 +50,8 @@ def add_command(sub: Any, add_config_option: Callable[[argparse.ArgumentParser],
                    help=_("rise of the counter that counts as use, in its unit (default: %(default)s m³, 1 L)"))
     p.add_argument("--each-sensor", action="store_true",
                    help=_("apply each rule to every sensor of the trace reporting its quantity"))
+    p.add_argument("--no-curve", dest="curve", action="store_false",
+                   help=_("leave out the sensitivity curve: each of its values is one more rule to run"))
     p.add_argument("--json", action="store_true", help=_("one JSON object with every figure"))
     p.set_defaults(func=handler)
 
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace, config_file: str, warn: Callable[[str], None])
 
     config = load_config(config_file)
     settings = Settings(use=args.use, incidents=args.incidents, seed=args.seed,
-                        horizon_ms=round(args.horizon * 1000), each_sensor=args.each_sensor)
+                        horizon_ms=round(args.horizon * 1000), each_sensor=args.each_sensor,
+                        curve=args.curve)
     evaluation = Evaluation(config, settings)
     read_into(evaluation, args.trace, _Progress() if sys.stderr.isatty() else None)
     for tally in evaluation.tallies:

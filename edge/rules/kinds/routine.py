@@ -32,6 +32,9 @@ from edge.rules.routine_model import Routine
 from edge.rules.text import duration
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+#: 1970-01-01 was a Thursday: Monday is 0, as datetime.weekday() counts.
+_EPOCH_WEEKDAY = 3
 #: A silence counts for the day type (weekday, weekend) of the moment this long after it began: Friday's night
 #: ends on Saturday morning and is a weekend night.
 _DAY_TYPE_SHIFT_MS = 6 * 3_600_000
@@ -124,9 +127,11 @@ class RoutineDetector(Detector):
     # --- what the routine allows ------------------------------------------------------------------------
     def slot(self, ts: int) -> int:
         """The routine's slot of a silence beginning at ``ts``: its local hour, plus 24 on a weekend."""
-        hour = self.calendar.local(ts).hour
-        weekend = self.calendar.local(ts + _DAY_TYPE_SHIFT_MS).weekday() >= 5
-        return hour + (24 if weekend else 0)
+        # Asked at every use of water: the calendar's cached offset, not a datetime, finds the local hour and day.
+        hour = (ts + self.calendar.offset_ms(ts)) // HOUR_MS % 24
+        shifted = ts + _DAY_TYPE_SHIFT_MS
+        weekday = ((shifted + self.calendar.offset_ms(shifted)) // DAY_MS + _EPOCH_WEEKDAY) % 7
+        return hour + (24 if weekday >= 5 else 0)
 
     def warming_up(self, now: int) -> bool:
         return self.first_ts is None or now - self.first_ts < self.warmup
