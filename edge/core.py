@@ -20,8 +20,9 @@ the rules' state (``RULES_STATE``) and the drivers' state are offered to the
 outbox about once a minute, which writes them only when they changed
 (docs/decisions/0005-sd-card-writes.md): a restart neither forgets a running
 window nor raises an active alarm again. What learning rules learned
-(``LEARNED_STATE``) is offered once an hour and at the end: losing an hour of
-it to a power cut costs nothing, rewriting it every minute would cost the card.
+(``LEARNED_STATE``) is offered every six hours and at the end: losing a few
+hours of months of learning to a power cut costs nothing, rewriting a few
+kilobytes every minute would cost the card (decision 0007).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ _PUT_TIMEOUT = 2.0
 RULES_STATE = "rules"
 #: ... and what its learning rules learned, offered far less often: it is larger and changes slowly.
 LEARNED_STATE = "rules/learned"
-LEARNED_INTERVAL = 3600.0
+LEARNED_INTERVAL = 6 * 3600.0
 
 
 class Rules(Protocol):

@@ -241,8 +241,9 @@ class RuleEngine:
     def learned(self) -> dict[str, Any]:
         """What the learning detectors (``routine``) have learned, JSON-able, apart from :meth:`snapshot`.
 
-        It changes only when a silence ends and is written far more rarely than the snapshot
-        (an hour's learning lost to a power cut is nothing; rewriting it every minute would wear the card).
+        It changes when a silence ends and is written far more rarely than the snapshot
+        (:mod:`edge.core`: a few hours' learning lost to a power cut is nothing; rewriting it every
+        minute would wear the card).
         Each entry carries the detector's ``learning_key``: a rule whose thresholds changed keeps what it
         learned, one that now learns something else starts afresh.
         """
