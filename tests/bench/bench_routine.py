@@ -95,13 +95,15 @@ def main() -> None:
               f"peak {peak:.1f} MiB")
         for label, extra in (("evaluate --no-curve", ["--no-curve"]), ("evaluate", []),
                              (f"evaluate --incidents {args.incidents}", ["--incidents", str(args.incidents)])):
-            out, seconds, peak = linli(folder, "evaluate", "--config", str(one), str(trace), "--each-sensor", "--json", *extra)
+            out, seconds, peak = linli(folder, "evaluate", "--config", str(one), str(trace), "--each-sensor", "--json",
+                                       *extra)
             print(f"{label}: {seconds:.1f} s, {rows / seconds:,.0f} rows/s, peak {peak:.1f} MiB")
         for rule in json.loads(out)["rules"]:
             alarms, found = rule["alarms"], rule["incidents"]
-            print(f"  {rule['rule']}: nuisance {alarms['nuisance']['per_30d']}, welfare {alarms['welfare']['per_30d']}, "
-                  f"all {alarms['all']['per_30d']} per home per 30 days; {found['count']} incidents: median "
-                  f"{found['median_delay_h']} h, p90 {found['p90_delay_h']} h, within 24 h {found['within_24h']}")
+            print(f"  {rule['rule']}: nuisance {alarms['nuisance']['per_30d']}, "
+                  f"welfare {alarms['welfare']['per_30d']}, all {alarms['all']['per_30d']} per home per 30 days; "
+                  f"{found['count']} incidents: median {found['median_delay_h']} h, "
+                  f"p90 {found['p90_delay_h']} h, within 24 h {found['within_24h']}")
             for point in rule["curve"]:
                 print(f"    {point['option']} = {point['value']}: nuisance {point['nuisance_per_30d']}, "
                       f"all {point['all_per_30d']}, median {point['median_delay_h']} h, "
