@@ -4,8 +4,8 @@ Every home here is a water meter (m³, a running total) read into a real
 :class:`~edge.rules.RuleEngine` with one ``routine`` rule validated from its config
 table. Times are local to Asia/Shanghai (no daylight saving). The expected alarm
 times are computed by a separate :class:`~edge.rules.routine_model.Routine` fed
-the silences the trace was built with, and pinned to the figure the model's
-docstring derives.
+the silences the trace was built with (slots worked out here, not by the rule),
+and the night's is pinned to the figure derived beside ``NIGHT_ALLOWED_H``.
 """
 
 from __future__ import annotations
