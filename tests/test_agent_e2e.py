@@ -10,8 +10,11 @@ import sys
 
 import pytest
 
+from buffer.outbox import Outbox
 from edge.agent import Agent
 from edge.config import load_config
+from edge.core import LEARNED_STATE
+from edge.rule_calls import on_core
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from edge.simulate.pulse import PulseMeterSim
 from tests.agent_helpers import BASE, config_text, low_pressure_rule, linli
@@ -399,6 +402,57 @@ def test_a_restart_in_the_middle_of_an_inactivity_window_neither_forgets_nor_rep
     first = readings(sub, "flat-302-water")[0]
     assert raised[0]["ts"] - first["ts"] == pytest.approx(3000, abs=300), \
         "the window counted from the first reading, across the restart"
+
+
+ROUTINE_RULE = """
+[[rule]]
+id = "routine"
+sensor = "flat-302-water"
+quantity = "volume"
+kind = "routine"
+"""
+
+
+def routine_progress(agent: Agent) -> dict:
+    """What the running agent's routine rule learned and how far its warm-up is, asked on the core thread."""
+    seen: dict = {}
+
+    def ask(rules) -> list:
+        seen.update(learned=rules.learned()["flat-302-water/routine"], learning=rules.learning(agent.clock.now_ms()))
+        return []
+
+    on_core(agent.core, ask)
+    return seen
+
+
+def test_a_restarted_agent_continues_the_routine_it_learned(tmp_path, broker, transmitter):
+    config = load_config(write_config(tmp_path, port=broker.port, serial_port=transmitter.port, gpio=True,
+                                      extra_sensors=ROUTINE_RULE))
+    first = Agent(config)
+    first.start()
+    try:
+        water = first.workers["gpio"]
+        assert water.bus_open.wait(10), water.bus_error
+        with PulseMeterSim(water.bus.factory, 17, litres_per_pulse=1.0, flow_l_per_min=120.0):
+            wait_until(lambda: routine_progress(first)["learned"]["state"]["slots"], 10, "silences learned")
+        before = routine_progress(first)
+    finally:
+        first.stop(drain_timeout=5)
+    with Outbox(config.buffer.path) as outbox:
+        assert outbox.get_state(LEARNED_STATE)["flat-302-water/routine"] == before["learned"]
+    (warmup,) = before["learning"]
+    assert before["learned"]["state"]["first_ts"] + 14 * 86_400_000 == warmup["warmup_until"]
+    second = Agent(config)
+    second.start()
+    try:
+        slot = next(s for s in second.workers["gpio"].slots if s.sensor_id == "flat-302-water")
+        reads = slot.reads
+        wait_until(lambda: slot.reads >= reads + 3, 10, "readings after the restart")
+        after = routine_progress(second)
+    finally:
+        second.stop(drain_timeout=5)
+    assert after["learned"] == before["learned"], "no use since: nothing new, nothing lost"
+    assert after["learning"] == before["learning"], "the warm-up still counts from the first run's first reading"
 
 
 AWAY_RULES = PRESSURE_RULE.replace('severity = "critical"', 'severity = "critical"\nsuppress_when_away = true')

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+import time
 
 from buffer.outbox import Outbox, Priority
 from drivers.base import Measurement
-from edge.core import RULES_STATE, Core
+from edge import core as core_module
+from edge.core import LEARNED_STATE, RULES_STATE, Core
 from edge.model import reading_record
+from edge.rules import RuleConfig, RuleEngine
 from tests.mqtt_helpers import wait_until
 from tests.outbox_helpers import raw_rows
 
@@ -149,3 +153,71 @@ def test_the_rules_state_goes_out_in_the_same_commit_as_the_alarm(tmp_path):
     finally:
         core.stop()
         outbox.close()
+
+
+# --- what learning rules learned: offered hourly and at stop -------------------------------------------------
+class CountedRules(RuleEngine):
+    """A real engine with a routine rule on a water meter, noting when the core asks what it learned."""
+
+    def __init__(self):
+        super().__init__([RuleConfig("routine", "flat-302-water", "volume", "routine", params={
+            "min_increase": 0.001, "quantile": 0.995, "stretch": 1.15, "slack": 3600.0, "min_silence": 10800.0,
+            "max_silence": 72000.0, "warmup": 1209600.0, "warmup_window": 43200.0, "max_gap": 7200.0,
+            "half_life": 5184000.0})])
+        self.asked: list[float] = []
+
+    def learned(self):
+        self.asked.append(time.monotonic())
+        return super().learned()
+
+
+def water(core: Core, minutes: int) -> int:
+    """A litre every ten minutes for ``minutes``, read every minute; the last reading's ts."""
+    for minute in range(minutes + 1):
+        ts = STAMP["ts"] + minute * 60_000
+        core.submit_reading(reading_record("flat-302-water", Measurement("volume", 12.0 + minute // 10 / 1000, "m3"),
+                                           {**STAMP, "ts": ts}))
+    return ts
+
+
+def test_what_the_rules_learned_waits_for_the_hour_or_the_stop(tmp_path):
+    outbox = Outbox(tmp_path / "o.db", commit_interval=0.05, state_interval=0.05)
+    rules = CountedRules()
+    last = [STAMP["ts"]]
+    core = Core(outbox, rules=rules, now_ms=lambda: last[0])
+    core.start()
+    try:
+        last[0] = water(core, 120)
+        assert core.sync() and core.commit_now()
+        wait_until(lambda: outbox.get_state(RULES_STATE) is not None, 5, "the rules' state, offered every 50 ms")
+        assert rules.asked == [] and outbox.get_state(LEARNED_STATE) is None, "not before the hour"
+    finally:
+        core.stop()
+        outbox.close()
+    assert len(rules.asked) == 1, "once, at the stop"
+    with Outbox(tmp_path / "o.db") as reopened:
+        saved = reopened.get_state(LEARNED_STATE)
+    assert saved == json.loads(json.dumps(rules.learned()))
+    assert saved["flat-302-water/routine"]["state"]["slots"], "eleven silences of ten minutes were learned"
+
+
+def test_what_the_rules_learned_is_offered_at_most_once_an_interval(tmp_path, monkeypatch):
+    monkeypatch.setattr(core_module, "LEARNED_INTERVAL", 0.3)
+    outbox = Outbox(tmp_path / "o.db", commit_interval=0.05)
+    rules = CountedRules()
+    last = [STAMP["ts"]]
+    core = Core(outbox, rules=rules, now_ms=lambda: last[0])
+    started = time.monotonic()
+    core.start()
+    try:
+        last[0] = water(core, 30)
+        wait_until(lambda: len(rules.asked) >= 3, 10, "three offers")
+        asked = list(rules.asked)
+        assert core.commit_now()
+        with Outbox(tmp_path / "o.db") as second:       # committed while the core runs, as a restart would read it
+            assert second.get_state(LEARNED_STATE) == json.loads(json.dumps(RuleEngine.learned(rules)))
+    finally:
+        core.stop()
+        outbox.close()
+    assert asked[0] - started >= 0.3
+    assert all(later - earlier >= 0.29 for earlier, later in zip(asked[:-1], asked[1:], strict=True))

@@ -22,7 +22,7 @@ from its neighbours and weekends from weekdays where they alike.
 >>> night = 1767621600000                      # 2026-01-05 22:00 in Asia/Shanghai
 >>> for day in range(20):
 ...     model.learn(slot=22, duration_ms=9 * 3_600_000, now=night + day * 86_400_000)
->>> round(model.usual_longest(22, now=night + 20 * 86_400_000) / 3_600_000, 2)
+>>> round(model.usual_longest(22, now=night + 20 * 86_400_000) / 3_600_000, 2)   # 8 h × 2 ** (0.9 / 4)
 9.35
 """
 

@@ -69,7 +69,9 @@ class RoutineDetector(Detector):
     def reading(self, ts: int, value: Any, usable: bool) -> Signal | None:
         value = float(value)
         if self.since is None:
-            self.first_ts, self.last_ts, self.last = ts, ts, value
+            self.last_ts, self.last = ts, value
+            if self.first_ts is None:   # else the warm-up began before (load_learned)
+                self.first_ts = ts
             self._silence_from(ts, value)
             return None
         gap = ts - self.last_ts > self.gap
@@ -204,10 +206,17 @@ class RoutineDetector(Detector):
 
     # --- what is learned is kept apart from the rest: it changes rarely and is written rarely -----------
     def learned(self) -> dict[str, Any]:
-        return self.routine.state()
+        # The warm-up's start goes with what was learned: a rule whose thresholds changed starts its detector
+        # afresh (RuleEngine.restore) but keeps its learning, and must not warm up again.
+        return {**self.routine.state(), "first_ts": self.first_ts}
 
     def load_learned(self, state: dict[str, Any]) -> None:
+        first = state.get("first_ts")
+        if first is not None and not isinstance(first, int):
+            raise ValueError(f"learned silences: first reading time {first!r} is not an integer")
         self.routine.load(state)
+        if first is not None and (self.first_ts is None or first < self.first_ts):
+            self.first_ts = first
 
     def learning_key(self) -> str:
         """What the learned routine depends on: the threshold keys may change without relearning."""
