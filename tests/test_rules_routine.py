@@ -572,7 +572,7 @@ def test_explain_during_the_warmup_and_for_what_is_no_learning_rule():
     assert explained["warmup_until"] == T0 + 14 * DAY
     assert explained["silence"]["alarm_at"] == T0 + 22 * H + 12 * H and explained["silence"]["usual_by"] is None
     assert {row["weekday"]["alarm_after_h"] for row in explained["hours"]} == {12.0}
-    with pytest.raises(RuleError, match="meter/burst is a threshold rule, which learns nothing; rules that "
+    with pytest.raises(RuleError, match="meter/burst is a rule of kind threshold, which learns nothing; rules that "
                                         "learn: meter/routine"):
         home.engine.explain("meter/burst", T0)
     with pytest.raises(RuleError, match="no rule makes the alarm 'meter/nap'"):
