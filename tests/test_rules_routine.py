@@ -36,7 +36,7 @@ BASE = {
 }
 DEFAULTS = {"min_increase": 0.001, "quantile": 0.995, "stretch": 1.15, "slack": 3600.0, "min_silence": 10800.0,
             "max_silence": 72000.0, "warmup": 1209600.0, "warmup_window": 43200.0, "max_gap": 7200.0,
-            "half_life": 5184000.0}
+            "half_life": 2592000.0}
 
 
 def table(**options) -> dict:
@@ -113,7 +113,7 @@ class Home:
 
     def allowed(self, since: int, stretch: float = 1.15, silences=None) -> int:
         """How long a silence from ``since`` may last, from a model of our own fed this home's silences."""
-        model = Routine(half_life_ms=60 * DAY, quantile=0.995)
+        model = Routine(half_life_ms=30 * DAY, quantile=0.995)
         for began, ended in self.silences if silences is None else silences:
             model.learn(slot(began), ended - began, ended)
         usual = model.usual_longest(slot(since), since)

@@ -265,9 +265,9 @@ KIND = Kind(
         "max_gap": Option("duration", default="2h", min=1, max=WEEK,
                           help="readings further apart are a silent meter (the stale rule's business): nothing "
                                "is raised until a reading confirms the silence, and it is not learned"),
-        "half_life": Option("duration", default="60d", min=86400, max=3650 * 86400.0,
-                            help="a silence learned this long ago counts half as much: a changed routine is "
-                                 "followed within weeks"),
+        "half_life": Option("duration", default="30d", min=86400, max=3650 * 86400.0,
+                            help="a silence learned this long ago counts half as much: longer silences are "
+                                 "followed at once, shorter ones only as the old long ones fade (months)"),
     },
     detector=RoutineDetector,
     raised_message=raised_message,
