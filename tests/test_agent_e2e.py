@@ -497,3 +497,37 @@ def test_technician_commands_reach_the_running_agent_through_its_control_socket(
     assert proc.returncode == 0
     code, _, err = cli("status")
     assert code == 69 and "not running" in err and "Traceback" not in err
+
+
+def test_the_running_agent_explains_its_routine_and_status_announces_the_warmup(tmp_path, broker, transmitter):
+    path = write_config(tmp_path, port=broker.port, serial_port=transmitter.port, gpio=True,
+                        extra_sensors=ROUTINE_RULE + low_pressure_rule())
+    agent = Agent(load_config(path))
+    agent.start()
+
+    def ask(*args: str) -> tuple[int, str, str]:
+        proc = linli(*args, "--config", str(path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=30)
+        return proc.returncode, out, err
+
+    try:
+        water = agent.workers["gpio"]
+        assert water.bus_open.wait(10), water.bus_error
+        slot = next(s for s in water.slots if s.sensor_id == "flat-302-water")
+        wait_until(lambda: slot.reads >= 1, 10, "a water reading")
+        explained, refused, status = (ask("explain", "flat-302-water/routine", "--json"),
+                                      ask("explain", "pump-pressure/low"), ask("status"))
+    finally:
+        agent.stop(drain_timeout=5)
+    code, out, err = explained
+    assert code == 0, err
+    found = json.loads(out)
+    assert found["alarm"] == "flat-302-water/routine" and len(found["hours"]) == 24
+    assert found["warmup_until"] - found["now"] == pytest.approx(14 * 86_400_000, abs=60_000), "just started"
+    assert found["silence"]["alarm_at"] - found["silence"]["since"] == 12 * 3_600_000, "the fixed rule meanwhile"
+    code, out, err = refused
+    assert code == 1 and "pump-pressure/low is a rule of kind threshold, which learns nothing" in err
+    assert "Traceback" not in err
+    code, out, err = status
+    assert code == 0, err
+    assert "flat-302-water/routine: learning the home's routine until" in out
