@@ -30,8 +30,8 @@ sum of the homes' observed days.
 **Incidents.** ``incidents`` moments per home; at a moment *t* the water stops
 for good: from *t* on, the meter keeps reporting the value of its last reading at
 or before *t*, at the home's own later timestamps. When the replay reaches *t*, the
-home's engine is forked (:meth:`~edge.rules.RuleEngine.snapshot` into a fresh
-engine's :meth:`~edge.rules.RuleEngine.restore`) and the fork is fed the frozen
+home's engine is forked (:meth:`~edge.rules.RuleEngine.fork`: its state copied, what
+its rules learned shared) and the fork is fed the frozen
 readings as the home's rows come, until each of its rules has raised or ``horizon``
 (default 7 days) has passed. The delay is the first raise at or after *t*, minus
 *t*; a rule whose alarm is already raised at *t* detects it at delay 0; one that
@@ -63,7 +63,6 @@ rule; nothing is kept per row, so a trace of any length (or a pipe) is fine.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import random
@@ -300,9 +299,7 @@ class _Home:
         self.silence_start = ts
 
     def _fork(self, moment: int) -> _Fork:
-        engine = RuleEngine(self.rules, timezone=self.timezone)
-        engine.restore(copy.deepcopy(self.engine.snapshot()))
-        engine.restore_learned(self.engine.learned())    # a routine rule goes on with what it learned
+        engine = self.engine.fork()    # a routine rule goes on with what it learned, shared, not copied
         already = {self.measure_of[alarm["alarm"]]: 0.0 for alarm in self.engine.raised()
                    if alarm["alarm"] in self.measure_of}
         return _Fork(engine, moment, moment + self.settings.horizon_ms, self.counter.last_value,

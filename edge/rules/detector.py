@@ -63,8 +63,9 @@ class Detector:
 
     fields: ClassVar[tuple[str, ...]] = ()
     hears_bad: ClassVar[bool] = False
-    #: A learning detector also has ``learned()``, ``load_learned(state)``, ``learning_key()`` and
-    #: ``warmup_until(now)``: state kept apart from ``state()`` (:meth:`edge.rules.RuleEngine.learned`).
+    #: A learning detector also has ``learned()``, ``load_learned(state)``, ``learning_key()``,
+    #: ``warmup_until(now)``, ``explain(now)`` and ``learn_as(other)``: state kept apart from ``state()``
+    #: (:meth:`edge.rules.RuleEngine.learned`, :meth:`~edge.rules.RuleEngine.fork`).
     learns: ClassVar[bool] = False
 
     def __init__(self, rule: RuleConfig, calendar: Calendar):

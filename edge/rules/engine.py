@@ -16,6 +16,7 @@ readings' ``ts`` and the ``now_ms`` arguments, so the agent's core thread and
 
 from __future__ import annotations
 
+import copy
 import math
 import zoneinfo
 from collections.abc import Sequence
@@ -264,6 +265,18 @@ class RuleEngine:
                 unit.detector.load_learned(entry["state"])
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise RuleError(f"the learned routine of {unit.rule.alarm} is damaged: {exc}") from None
+
+    def fork(self) -> RuleEngine:
+        """An engine that goes on from exactly here on its own (``linli evaluate``'s incidents).
+
+        The state is copied; what learning rules learned is shared until either engine learns more.
+        """
+        twin = RuleEngine([unit.rule for unit in self._units], timezone=self.calendar.zone.key)
+        twin.restore(copy.deepcopy(self.snapshot()))
+        for mine, theirs in zip(self._units, twin._units, strict=True):
+            if mine.detector.learns:
+                theirs.detector.learn_as(mine.detector)
+        return twin
 
     def learning(self, now_ms: int) -> list[dict[str, Any]]:
         """The learning rules' progress, for ``status``: ``{"alarm", "warmup_until"}`` (None once learned)."""

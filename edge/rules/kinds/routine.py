@@ -218,6 +218,10 @@ class RoutineDetector(Detector):
         if first is not None and (self.first_ts is None or first < self.first_ts):
             self.first_ts = first
 
+    def learn_as(self, other: RoutineDetector) -> None:
+        """Go on from what ``other`` (the same rule in another engine) has learned so far, without copying it."""
+        self.routine, self.first_ts = other.routine.copy(), other.first_ts
+
     def learning_key(self) -> str:
         """What the learned routine depends on: the threshold keys may change without relearning."""
         return f"{self.rule.quantity}|min_increase={self.use!r}"
