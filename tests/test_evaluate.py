@@ -19,7 +19,7 @@ import pytest
 
 from edge.rules.kinds import kind
 from tests.replay_helpers import measured_linli
-from tests.test_rules_scenarios import ROOT, TRACES, gateway_config
+from tests.test_rules_scenarios import DAIAD_SENSOR, ROOT, TRACES, gateway_config
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -189,15 +189,6 @@ quantity = "volume"
 kind = "inactivity"
 window = "12h"
 min_increase = 0.01
-"""
-DAIAD_SENSOR = """
-[[sensor]]
-id = "daiad-9348c9bb"
-driver = "pulse_meter"
-bus = "gpio"
-pin = 22
-litres_per_pulse = 1.0
-interval = "1h"
 """
 
 

@@ -26,19 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.bench import daiad_trace  # noqa: E402
+from tests.bench.bench_replay_street import GATEWAY  # noqa: E402  (a gateway with one M-Bus line, Madrid's time)
 from tests.replay_helpers import measured_linli  # noqa: E402
-
-GATEWAY = """[gateway]
-id = "gw-daiad"
-grid = "alicante/trial-a"
-timezone = "Europe/Madrid"
-
-[[bus]]
-name = "mbus-1"
-kind = "serial"
-port = "/dev/ttyUSB0"
-baudrate = 2400
-"""
 
 HOME = """
 [[sensor]]
