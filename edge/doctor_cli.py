@@ -37,8 +37,7 @@ def add_command(sub: Any, add_config_option: Callable[[argparse.ArgumentParser],
     p = sub.add_parser("doctor", help=_("check the gateway end to end and say what to fix"),
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_option(p)
-    p.add_argument("--json", action="store_true",
-                   help=_('print {"checks": [{"check", "status", "detail", "fix"}, …]}'))
+    p.add_argument("--json", action="store_true", help=_("print the checks as JSON"))
     p.set_defaults(func=handler)
 
 
