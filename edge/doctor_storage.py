@@ -35,6 +35,8 @@ def _mib(size: int) -> str:
 
 def check_disk(doctor: Doctor) -> list[Result]:
     folder = os.path.dirname(os.path.abspath(doctor.config.buffer.path))
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)   # the agent makes the outbox's folders: their disk is the parent's
     try:
         found = os.statvfs(folder)
     except OSError as exc:
