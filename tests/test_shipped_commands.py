@@ -131,6 +131,19 @@ def run_agent_command(command: Command, ws: Workspace, request) -> None:
         assert out.startswith(command.text.split()[-1] + ":")
 
 
+@runs(r"linli doctor( --json)?")
+def run_doctor(command: Command, ws: Workspace, request) -> None:
+    """The pump room, the agent stopped: the transmitter answers the doctor's request, the broker its CONNECT."""
+    broker = _pump_room_agent(ws, request)
+    out = ws.run(command.text).stdout         # exit 0: nothing failed
+    if "--json" in command.text:
+        found = {line["check"]: line for line in json.loads(out)["checks"]}
+        assert found["device:pump-pressure"]["status"] == "pass", found
+        assert f"127.0.0.1:{broker.port}" in found["broker"]["detail"], found
+    else:
+        assert re.search(r"^PASS\s+device:pump-pressure\s", out, re.MULTILINE), out
+
+
 @runs(r"linli run")
 def run_agent(command: Command, ws: Workspace, request) -> None:
     broker = _pump_room_agent(ws, request)
@@ -143,7 +156,7 @@ def run_agent(command: Command, ws: Workspace, request) -> None:
 def run_help(command: Command, ws: Workspace, request) -> None:
     out = ws.run(command.text).stdout
     for name in ("run", "config", "status", "away", "alarm", "decode", "probe", "scan", "replay", "evaluate",
-                 "explain", "demo"):
+                 "explain", "demo", "doctor"):
         assert re.search(rf"^\s+{name}\s", out, re.MULTILINE), f"{name} is not listed:\n{out}"
 
 
