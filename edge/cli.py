@@ -20,7 +20,8 @@ from typing import Sequence
 
 from drivers.codecs.cjt188 import METER_TYPE_CODES
 from drivers.transports.serial import STANDARD_BAUDRATES
-from edge import __version__, evaluate_cli, explain  # its parser and handler are there: this file lists the commands
+# Their parsers and handlers are there: this file lists the commands.
+from edge import __version__, evaluate_cli, explain, outbox_cli
 from edge.config import DEFAULT_PATH, load_config
 from edge.errors import LinliError
 from edge.i18n import _, ngettext
@@ -124,6 +125,10 @@ def cmd_evaluate(args) -> int:
 
 def cmd_explain(args) -> int:
     return explain.run(args, config_path(args), lambda name, request: _ask_agent(args, name, request), CommandRefused)
+
+
+def cmd_outbox(args) -> int:
+    return outbox_cli.run(args, config_path(args), lambda: _ask_agent(args, "health"))
 
 
 def _warn(message: str) -> None:
@@ -456,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate_cli.add_command(sub, _add_config_option, cmd_evaluate)
     explain.add_command(sub, _add_config_option, cmd_explain)
+    outbox_cli.add_command(sub, _add_config_option, cmd_outbox)
 
     p = sub.add_parser("status", help=_("what the running agent sees: broker, outbox, sensors"),
                        epilog=_("examples:\n  linli status\n  linli status --config /etc/linli/edge.toml --json"),
