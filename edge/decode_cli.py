@@ -108,6 +108,8 @@ def _decoded(protocol: str, pieces: Iterator[bytes]) -> dict[str, Any]:
     for piece in (first, second, *pieces) if second else (first,):
         frames += [_frame(protocol, found) for found in scanner.feed(piece)]
     frames += [_frame(protocol, found) for found in scanner.finish()]
+    if clean_error is not None and not scanner.skipped and any("error" in f["decoded"] for f in frames):
+        raise clean_error      # nothing but frames, one of them refused: the single-frame verdict stands
     if not frames:
         raise clean_error or BadFrame(_("no {protocol} frame in the {size} bytes").format(
             protocol=protocol, size=scanner.size), offset=None)
