@@ -20,8 +20,8 @@ from typing import Sequence
 
 from drivers.codecs.cjt188 import METER_TYPE_CODES
 from drivers.transports.serial import STANDARD_BAUDRATES
-# their parsers and handlers are there: this file lists the commands
-from edge import __version__, doctor_cli, evaluate_cli, explain
+# Their parsers and handlers are there: this file lists the commands.
+from edge import __version__, decode_cli, doctor_cli, evaluate_cli, explain, outbox_cli
 from edge.config import DEFAULT_PATH, load_config
 from edge.errors import LinliError
 from edge.i18n import _, ngettext
@@ -131,6 +131,10 @@ def cmd_doctor(args) -> int:
     return doctor_cli.run(args, config_path(args))
 
 
+def cmd_outbox(args) -> int:
+    return outbox_cli.run(args, config_path(args), lambda: _ask_agent(args, "health"))
+
+
 def _warn(message: str) -> None:
     print(_colour(_("warning"), "33", sys.stderr) + ": " + message, file=sys.stderr)
 
@@ -209,25 +213,7 @@ def cmd_alarm_ack(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    from edge.decode import BadFrame, decode, rows
-
-    try:
-        decoded = decode(args.protocol, " ".join(args.hex))
-    except BadFrame as exc:
-        if args.json:
-            print(json.dumps({"error": str(exc), "offset": exc.offset}))
-        else:
-            where = "" if exc.offset is None else _(" (at byte {offset})").format(offset=exc.offset)
-            print(_colour(_("bad frame"), "31", sys.stderr) + f": {exc}{where}", file=sys.stderr)
-        return exc.exit_code
-    if args.json:
-        print(json.dumps(decoded, ensure_ascii=False))
-    else:
-        table = rows(decoded)
-        width = max(len(field) for field, _value in table)
-        for field, value in table:
-            print(f"{field:<{width}}  {value}")
-    return EX_OK
+    return decode_cli.run(args, _colour)
 
 
 def _print_probe(result) -> None:
@@ -462,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cli.add_command(sub, _add_config_option, cmd_evaluate)
     explain.add_command(sub, _add_config_option, cmd_explain)
     doctor_cli.add_command(sub, _add_config_option, cmd_doctor)
+    outbox_cli.add_command(sub, _add_config_option, cmd_outbox)
 
     p = sub.add_parser("status", help=_("what the running agent sees: broker, outbox, sensors"),
                        epilog=_("examples:\n  linli status\n  linli status --config /etc/linli/edge.toml --json"),
@@ -488,15 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help=_("machine-readable output"))
     a.set_defaults(func=cmd_alarm_ack)
 
-    p = sub.add_parser("decode", help=_("decode a frame pasted from a serial sniffer"),
-                       epilog=_("examples:\n  linli decode mbus 10 5B 01 5C 16\n"
-                                "  linli decode modbus 01 03 00 02 00 03 A4 0B --json\n"
-                                "exit status 0 when decoded, 65 for a bad frame"),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("protocol", choices=("mbus", "cjt188", "modbus", "mr60bha1", "mr60bha2"))
-    p.add_argument("hex", nargs="+", metavar="HEX", help=_("the frame's bytes in hex; spaces allowed"))
-    p.add_argument("--json", action="store_true", help=_("machine-readable output"))
-    p.set_defaults(func=cmd_decode)
+    decode_cli.add_command(sub, cmd_decode)
 
     p = sub.add_parser("probe", help=_("send one request to a device and show the bytes both ways"))
     probe_sub = p.add_subparsers(dest="probe_command", metavar="SUBCOMMAND", parser_class=_Parser)

@@ -278,7 +278,11 @@ DECODERS: dict[str, Callable[[bytes], dict[str, Any]]] = {
 
 def decode(protocol: str, text: str) -> dict[str, Any]:
     """Decode ``text`` (hex) as a ``protocol`` frame; :class:`BadFrame` when it is not one."""
-    frame = parse_hex(text)
+    return decode_bytes(protocol, parse_hex(text))
+
+
+def decode_bytes(protocol: str, frame: bytes) -> dict[str, Any]:
+    """Decode ``frame`` as a ``protocol`` frame; :class:`BadFrame` when it is not one."""
     try:
         return DECODERS[protocol](frame)
     except FrameError as exc:

@@ -106,7 +106,8 @@ def test_demo_with_an_unreachable_broker_exits_69(tmp_path):
 READS_CONFIG = {"run": [], "config check": [], "replay": ["trace.csv"], "evaluate": ["trace.csv"], "status": [],
                 "explain": ["flat-302-water/routine"],
                 "away": ["off"],
-                "alarm ack": ["pump-pressure/low"], "doctor": []}
+                "alarm ack": ["pump-pressure/low"], "doctor": [],
+                "outbox stats": [], "outbox peek": [], "outbox export": []}
 
 
 def leaf_commands(parser, words=()):
