@@ -87,9 +87,6 @@ class Core(threading.Thread):
         #: The learning rules' warm-up as of about a minute ago (``RuleEngine.learning``), for ``health``:
         #: read by other threads, replaced whole by this one.
         self.learning: list[dict[str, Any]] = [] if rules is None else rules.learning(self._now_ms())
-        #: The learning rules' warm-up as of about a minute ago (``RuleEngine.learning``), for ``health``:
-        #: read by other threads, replaced whole by this one.
-        self.learning: list[dict[str, Any]] = [] if rules is None else rules.learning(self._now_ms())
 
     # --- producers (any thread) -------------------------------------------------------------
     def submit_reading(self, record: dict[str, Any], state: dict[str, Any] | None = None) -> bool:
