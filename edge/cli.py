@@ -21,6 +21,7 @@ from typing import Sequence
 from drivers.codecs.cjt188 import METER_TYPE_CODES
 from drivers.transports.serial import STANDARD_BAUDRATES
 from edge import __version__, evaluate_cli, explain  # its parser and handler are there: this file lists the commands
+from edge import alarm_cli, logs, watch
 from edge.config import DEFAULT_PATH, load_config
 from edge.errors import LinliError
 from edge.i18n import _, ngettext
@@ -124,6 +125,22 @@ def cmd_evaluate(args) -> int:
 
 def cmd_explain(args) -> int:
     return explain.run(args, config_path(args), lambda name, request: _ask_agent(args, name, request), CommandRefused)
+
+
+def cmd_watch(args) -> int:
+    return watch.run(args, config_path(args), CommandRefused)
+
+
+def cmd_alarm_list(args) -> int:
+    return alarm_cli.run_list(args, lambda name, request: _ask_agent(args, name, request))
+
+
+def cmd_alarm_test(args) -> int:
+    return alarm_cli.run_test(args, lambda name, request: _ask_agent(args, name, request))
+
+
+def cmd_logs(args) -> int:
+    return logs.run(args)
 
 
 def _warn(message: str) -> None:
@@ -481,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_option(a)
     a.add_argument("--json", action="store_true", help=_("machine-readable output"))
     a.set_defaults(func=cmd_alarm_ack)
+    alarm_cli.add_commands(alarm_sub, _add_config_option, cmd_alarm_list, cmd_alarm_test)
+    watch.add_command(sub, _add_config_option, cmd_watch)
+    logs.add_command(sub, cmd_logs)
 
     p = sub.add_parser("decode", help=_("decode a frame pasted from a serial sniffer"),
                        epilog=_("examples:\n  linli decode mbus 10 5B 01 5C 16\n"
