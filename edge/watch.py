@@ -163,7 +163,7 @@ def sparkline(points: list[float | None], width: int, marks: str = SPARKS) -> st
     """The last ``width`` points as bars between their own minimum and maximum; a gap where a reading was bad.
 
     >>> sparkline([0, 1, 2, None, 2], 10)
-    '▁▄█ █'
+    '▁▅█ █'
     """
     points = points[-width:] if width > 0 else []
     numbers = [p for p in points if p is not None]
