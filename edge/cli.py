@@ -89,7 +89,8 @@ def cmd_demo(args) -> int:
     from edge.demo import run_demo
 
     _setup_logging(args.verbose)
-    return run_demo(broker=args.broker, seconds=args.seconds, gateway_id=args.gateway_id, as_json=args.json)
+    return run_demo(broker=args.broker, seconds=args.seconds, gateway_id=args.gateway_id, as_json=args.json,
+                    lines=args.lines)
 
 
 def cmd_replay(args) -> int:
@@ -462,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for", dest="seconds", type=float, metavar="SECONDS", help=_("stop cleanly after this long"))
     p.add_argument("--gateway-id", default="gw-demo", help=_("gateway id (default: %(default)s)"))
     p.add_argument("--json", action="store_true", help=_("print each MQTT message as one JSON line"))
+    p.add_argument("--lines", action="store_true",
+                   help=_("print each MQTT message as a line instead of the live view a terminal gets"))
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("replay", help=_("run the rules over a recorded trace and print the alarms they raise"),

@@ -155,7 +155,7 @@ def _value(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}"
+        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.0f}"
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

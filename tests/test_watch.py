@@ -214,3 +214,20 @@ def test_logs_passes_journalctls_failure_on(tmp_path):
     fake(tmp_path, "journalctl", "echo 'No journal files were found.' >&2\nexit 1\n")
     done = linli("logs", env={"PATH": str(tmp_path)})
     assert done.returncode == 1 and "No journal files" in done.stderr
+
+
+# --- linli demo on a terminal ---------------------------------------------------------------------------------
+def test_demo_on_a_terminal_shows_the_gateway_and_q_ends_it(pane):
+    pane.type(f"{sys.executable} -m edge.cli demo", "Enter")
+    screen = pane.shows(lambda t: "linli watch  gw-demo" in t and "flat-101-water" in t and "bed-201-radar" in t,
+                        "the demo's gateway on the screen", timeout=60)
+    assert "pump-pressure" in screen and "MPa" in screen and " reading " not in screen
+    pane.type("q")
+    screen = pane.shows(lambda t: "demo stopped" in t, "the demo stopped after q", timeout=60)
+    assert "linli watch  gw-demo" not in screen      # the screen is gone, the shell's lines are back
+
+
+def test_demo_with_lines_on_a_terminal_keeps_the_stream(pane):
+    pane.type(f"{sys.executable} -m edge.cli demo --lines --for 6", "Enter")
+    screen = pane.shows(lambda t: "demo stopped" in t, "the demo's stream and its end", timeout=60)
+    assert " reading " in screen and "linli watch" not in screen
