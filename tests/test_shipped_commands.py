@@ -67,7 +67,7 @@ def runs(pattern: str):
     return register
 
 
-@runs(r"(\./dev|linli) demo( --for \d+)?( --json)?")
+@runs(r"(\./dev|linli) demo( --lines)?( --for \d+)?( --json)?")
 def run_demo(command: Command, ws: Workspace, request) -> None:
     line = ws.substitute(command.text)
     proc = subprocess.Popen(["bash", "-c", line], cwd=ROOT, env=ws.env, stdout=subprocess.PIPE,
