@@ -106,7 +106,7 @@ def test_demo_with_an_unreachable_broker_exits_69(tmp_path):
 READS_CONFIG = {"run": [], "config check": [], "replay": ["trace.csv"], "evaluate": ["trace.csv"], "status": [],
                 "explain": ["flat-302-water/routine"],
                 "away": ["off"],
-                "alarm ack": ["pump-pressure/low"]}
+                "alarm ack": ["pump-pressure/low"], "alarm list": [], "alarm test": [], "watch": []}
 
 
 def leaf_commands(parser, words=()):
