@@ -45,7 +45,6 @@ import paho.mqtt.client as mqtt
 from drivers.transports import i2c
 from edge.agent import Agent
 from edge.config import validate
-from edge.control import request
 from edge.errors import LinliError
 from edge.i18n import _
 from edge.simulate.broker import LocalBroker
@@ -273,14 +272,6 @@ class _Script:
             action()
 
 
-def _live_view(socket_path: str) -> dict[str, Any]:
-    """The demo agent's ``watch`` answer, what its screen shows."""
-    reply = request(socket_path, "watch")
-    if not reply.get("ok"):
-        raise LinliError(reply.get("error") or _("the agent refused the request"))
-    return reply["result"]
-
-
 def _clock() -> str:
     return time.strftime("%H:%M:%S")
 
@@ -399,9 +390,9 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
             return interrupted.is_set() or (deadline is not None and time.monotonic() >= deadline)
 
         if on_screen:
-            from edge.watch import show
+            from edge.watch import asker, show
 
-            show(lambda: _live_view(config.control.socket), "screen", until=over, tick=script.run_due)
+            show(asker(config.control.socket, LinliError), "screen", until=over, tick=script.run_due)
             interrupted.set()     # q left the screen: the demo ends with it
         while not over():
             script.run_due()

@@ -57,16 +57,8 @@ def add_command(sub: Any, add_config_option: Callable[[argparse.ArgumentParser],
 def run(args: argparse.Namespace, config_path: str, refused: Callable[[str], Exception]) -> int:
     """Watch the agent of the config at ``config_path`` until q, Ctrl-C or ``--for``."""
     from edge.config import load_config
-    from edge.control import request
 
-    socket_path = load_config(config_path).control.socket
-
-    def ask() -> dict[str, Any]:
-        reply = request(socket_path, "watch")
-        if not reply.get("ok"):
-            raise refused(reply.get("error") or _("the agent refused the request"))
-        return reply["result"]
-
+    ask = asker(load_config(config_path).control.socket, refused)
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     mode = "json" if args.json else "screen" if sys.stdout.isatty() else "lines"
     try:
@@ -74,6 +66,19 @@ def run(args: argparse.Namespace, config_path: str, refused: Callable[[str], Exc
     except KeyboardInterrupt:
         pass   # how a person leaves the view: not a failure
     return 0
+
+
+def asker(socket_path: str, refused: Callable[[str], Exception]) -> Ask:
+    """How the view asks the agent on ``socket_path``: its ``watch`` answer, or ``refused(error)`` raised."""
+    from edge.control import request
+
+    def ask() -> dict[str, Any]:
+        reply = request(socket_path, "watch")
+        if not reply.get("ok"):
+            raise refused(reply.get("error") or _("the agent refused the request"))
+        return reply["result"]
+
+    return ask
 
 
 def show(ask: Ask, mode: str, *, until: Callable[[], bool], tick: Callable[[], None] = lambda: None,
