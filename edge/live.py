@@ -28,17 +28,18 @@ from typing import Any
 POINTS = 60
 #: Least time one point stands for: 60 points of at least 5 s are at least five minutes.
 SPACING_MS = 5_000
-#: Series kept at most; a driver reporting ever new quantities cannot grow the agent without bound.
-MAX_SERIES = 512
+#: Series kept at most (a gateway has tens); a driver reporting ever new quantities cannot grow the agent.
+MAX_SERIES = 256
 
 
 class _Series:
-    __slots__ = ("latest", "seen", "history")
+    __slots__ = ("latest", "seen", "point_ts", "history")
 
     def __init__(self) -> None:
         self.latest: dict[str, Any] = {}
         self.seen = 0.0                     # time.monotonic() of the latest reading: ages survive clock steps
-        self.history: deque[tuple[int, float | None]] = deque(maxlen=POINTS)
+        self.point_ts: int | None = None    # the reading ts the newest point began with
+        self.history: deque[float | None] = deque(maxlen=POINTS)
 
 
 class LiveValues:
@@ -61,17 +62,17 @@ class LiveValues:
                 series = self._series[key] = _Series()
             series.latest = {name: record.get(name) for name in ("value", "unit", "quality", "ts")}
             series.seen = time.monotonic()
-            history = series.history
-            if history and ts - history[-1][0] < SPACING_MS:
-                history[-1] = (history[-1][0], point)
+            if series.point_ts is not None and ts - series.point_ts < SPACING_MS:
+                series.history[-1] = point
             else:
-                history.append((ts, point))
+                series.point_ts = ts
+                series.history.append(point)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every series as ``{"sensor", "quantity", "value", "unit", "quality", "ts", "age_s", "history"}``."""
         now = time.monotonic()
         with self._lock:
-            copied = [(key, dict(series.latest), series.seen, [value for _ts, value in series.history])
+            copied = [(key, dict(series.latest), series.seen, list(series.history))
                       for key, series in self._series.items()]
         return [{"sensor": sensor, "quantity": quantity, **latest, "age_s": round(now - seen, 1), "history": history}
                 for (sensor, quantity), latest, seen, history in sorted(copied, key=lambda item: item[0])]
