@@ -21,6 +21,7 @@ from buffer.opening import ForeignFile, foreign
 from buffer.outbox import Outbox
 from drivers.registry import bus_class, driver_class
 from edge import __version__
+from edge.alarm_drill import AlarmDrill, raised_alarms
 from edge.clock import Clock
 from edge.commands import CommandError, Commands
 from edge.config import Config, load_config
@@ -29,6 +30,7 @@ from edge.core import LEARNED_STATE, RULES_STATE, AlarmSink, Core, Rules
 from edge.errors import EX_SOFTWARE, ConfigError
 from edge.health import gather
 from edge.instance_lock import InstanceLockError, OutboxLock, lock_path
+from edge.live import LiveValues
 from edge.notify import Notifier
 from edge.outputs import AlarmOutput, OutputError, Outputs
 from edge import rule_calls
@@ -61,6 +63,8 @@ class Agent:
         self.rules = rules
         self.notifier = notifier or Notifier()
         self.started = time.monotonic()
+        self.live = LiveValues()   # what linli watch shows; kept across reloads
+        self.drill = AlarmDrill(lambda: self.core, self.clock.now_ms)
         self.outbox: Outbox | None = None
         self.core: Core | None = None
         self.uplink: Uplink | None = None
@@ -139,7 +143,8 @@ class Agent:
                     log.error("%s — the routine is learned afresh", exc)
             # The core offers transitions only: an alarm raised before a restart must sound again now.
             self.outputs.restore(rules.raised())
-        self.core = Core(self.outbox, rules=rules, alarm_sinks=[self._offer_to_outputs, *self.alarm_sinks])
+        self.core = Core(self.outbox, rules=rules, alarm_sinks=[self._offer_to_outputs, *self.alarm_sinks],
+                         reading_sinks=[self.live.offer])
         self.core.start()
 
     def _start_workers(self) -> None:
@@ -182,6 +187,7 @@ class Agent:
         """Stop reading, commit everything, try to deliver it, publish ``offline``, close the outbox, outputs off."""
         self._supervisor.release()
         try:
+            self.drill.finish()   # before the uplink stops: the clear may still leave in the drain
             if self.control is not None:
                 self.control.stop()
                 self.control = None
@@ -297,6 +303,9 @@ class Agent:
             "away": lambda args: rule_calls.away(self.core, self.clock.now_ms(), self.config.gateway.timezone, args),
             "alarm_ack": lambda args: rule_calls.alarm_ack(self.core, self.clock.now_ms(), args),
             "explain": lambda args: rule_calls.explain(self.core, self.clock.now_ms(), args),
+            "watch": lambda _args: self.live_view(),
+            "alarms": lambda _args: {"alarms": raised_alarms(self.core, self.drill)},
+            "alarm_test": self.drill.start,
         }
 
     def _on_rules(self, fn) -> list[dict[str, Any]]:
@@ -332,6 +341,17 @@ class Agent:
             "learning": self.core.learning if self.core else [],
         }
         return gather(outbox_stats, self.clock, self.started, extra, outbox_path=self.config.buffer.path)
+
+    def live_view(self) -> dict[str, Any]:
+        """What ``linli watch`` shows: link, outbox depth, raised alarms, every sensor's latest value and history."""
+        uplink = self.uplink.status() if self.uplink else {}
+        outbox = self.outbox.stats() if self.outbox is not None else {}
+        return {"gateway": self.config.gateway.id,
+                "link": {"connected": bool(uplink.get("connected")), "broker": uplink.get("broker"),
+                         "last_error": uplink.get("last_error")},
+                "outbox": {"depth": outbox.get("depth"), "dropped_total": outbox.get("dropped_total")},
+                "alarms": raised_alarms(self.core, self.drill),
+                "sensors": self.live.snapshot()}
 
     def status_line(self) -> str:
         sensors = sum(len(w.slots) for w in self.workers.values())

@@ -21,7 +21,7 @@ from typing import Sequence
 from drivers.codecs.cjt188 import METER_TYPE_CODES
 from drivers.transports.serial import STANDARD_BAUDRATES
 # Their parsers and handlers are there: this file lists the commands.
-from edge import __version__, decode_cli, doctor_cli, evaluate_cli, explain, outbox_cli
+from edge import __version__, alarm_cli, decode_cli, doctor_cli, evaluate_cli, explain, logs, outbox_cli, watch
 from edge.config import DEFAULT_PATH, load_config
 from edge.errors import LinliError
 from edge.i18n import _, ngettext
@@ -89,7 +89,8 @@ def cmd_demo(args) -> int:
     from edge.demo import run_demo
 
     _setup_logging(args.verbose)
-    return run_demo(broker=args.broker, seconds=args.seconds, gateway_id=args.gateway_id, as_json=args.json)
+    return run_demo(broker=args.broker, seconds=args.seconds, gateway_id=args.gateway_id, as_json=args.json,
+                    lines=args.lines)
 
 
 def cmd_replay(args) -> int:
@@ -133,6 +134,22 @@ def cmd_doctor(args) -> int:
 
 def cmd_outbox(args) -> int:
     return outbox_cli.run(args, config_path(args), lambda: _ask_agent(args, "health"))
+
+
+def cmd_watch(args) -> int:
+    return watch.run(args, config_path(args), CommandRefused)
+
+
+def cmd_alarm_list(args) -> int:
+    return alarm_cli.run_list(args, lambda name, request: _ask_agent(args, name, request))
+
+
+def cmd_alarm_test(args) -> int:
+    return alarm_cli.run_test(args, lambda name, request: _ask_agent(args, name, request))
+
+
+def cmd_logs(args) -> int:
+    return logs.run(args)
 
 
 def _warn(message: str) -> None:
@@ -436,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for", dest="seconds", type=float, metavar="SECONDS", help=_("stop cleanly after this long"))
     p.add_argument("--gateway-id", default="gw-demo", help=_("gateway id (default: %(default)s)"))
     p.add_argument("--json", action="store_true", help=_("print each MQTT message as one JSON line"))
+    p.add_argument("--lines", action="store_true",
+                   help=_("print each MQTT message as a line instead of the live view a terminal gets"))
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("replay", help=_("run the rules over a recorded trace and print the alarms they raise"),
@@ -474,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_option(a)
     a.add_argument("--json", action="store_true", help=_("machine-readable output"))
     a.set_defaults(func=cmd_alarm_ack)
+    alarm_cli.add_commands(alarm_sub, _add_config_option, cmd_alarm_list, cmd_alarm_test)
+    watch.add_command(sub, _add_config_option, cmd_watch)
+    logs.add_command(sub, cmd_logs)
 
     decode_cli.add_command(sub, cmd_decode)
 

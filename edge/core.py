@@ -13,6 +13,8 @@ messages on the core's bounded inbox:
   (how commands such as away or acknowledge reach the engine);
 * ``("stop",)`` — commit what is pending and end.
 
+Every stored reading is offered to the reading sinks (what ``linli watch`` shows,
+:mod:`edge.live`); like the alarm sinks they run here and must not block.
 For every reading the rules (when configured) are asked for alarm
 transitions; those go to the outbox at ALARM priority (committed at once, with
 the rules' state) and to the local alarm sinks (buzzer, LED, relay). Otherwise
@@ -65,17 +67,20 @@ class Rules(Protocol):
 
 
 AlarmSink = Callable[[dict[str, Any]], None]
+ReadingSink = Callable[[dict[str, Any]], None]
 
 
 class Core(threading.Thread):
     """Judge readings, write the outbox, delete what the broker acknowledged."""
 
     def __init__(self, outbox: Outbox, *, rules: Rules | None = None,
-                 alarm_sinks: Iterable[AlarmSink] = (), now_ms: Callable[[], int] | None = None):
+                 alarm_sinks: Iterable[AlarmSink] = (), reading_sinks: Iterable[ReadingSink] = (),
+                 now_ms: Callable[[], int] | None = None):
         super().__init__(name="linli-core", daemon=True)
         self.outbox = outbox
         self.rules = rules
         self.alarm_sinks = list(alarm_sinks)
+        self.reading_sinks = list(reading_sinks)
         self.inbox: queue.Queue = queue.Queue(maxsize=INBOX_SIZE)
         self.heartbeat = time.monotonic()
         self.lost_readings = 0
@@ -191,6 +196,8 @@ class Core(threading.Thread):
                 return
             if state is not None:
                 self.outbox.set_state(f"driver/{record['sensor']}", state)
+            for sink in self.reading_sinks:
+                sink(record)
             if self.rules is not None:
                 self._raise(self.rules.evaluate(record))
         elif kind == "acked":

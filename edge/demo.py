@@ -18,8 +18,10 @@ same agent as ``linli run``:
 - a bedroom: a bed pad (a trip to the toilet 70 s in) and a 60 GHz
   vital-sign radar streaming heart and breathing rates, with some corrupted frames.
 
-The meters' volumes grow with a senior's day of water use, played fast. The
-stream printed is what a central subscriber receives.
+The meters' volumes grow with a senior's day of water use, played fast. On a
+terminal the demo shows the gateway as ``linli watch`` does (every sensor's value and
+last minutes, raised alarms on top); with ``--lines``, ``--json`` or off a terminal it
+prints the stream a central subscriber receives.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import json
+import os
 import queue
 import signal
 import sys
@@ -299,8 +302,13 @@ def _ctrl_c_stops() -> Iterator[threading.Event]:
 
 
 def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway_id: str = "gw-demo",
-             as_json: bool = False, out=sys.stdout) -> int:
-    """Run the demo until ``seconds`` pass or Ctrl-C; everything it started is stopped again."""
+             as_json: bool = False, lines: bool = False, out=sys.stdout) -> int:
+    """Run the demo until ``seconds`` pass or Ctrl-C (or q on the screen); everything it started is stopped again.
+
+    On a terminal, unless ``lines`` or ``as_json``, the agent is shown as ``linli watch`` shows it;
+    otherwise each MQTT message is printed.
+    """
+    on_screen = not (as_json or lines) and out.isatty()
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if as_json else \
           (lambda text: print(text, file=out, flush=True))
     with contextlib.ExitStack() as stack:
@@ -348,7 +356,9 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
         say(_("{sensor} goes silent {at:.0f} s in and answers again {back:.0f} s later").format(
             sensor=MBUS_METERS[1][0], at=SILENT_AT, back=SILENT_FOR))
         say(_("subscribed to {topic}/# — Ctrl-C stops").format(topic=config.base_topic))
-        viewer = stack.enter_context(StreamViewer(host, port, config.base_topic, as_json, out))
+        # Behind the screen the subscriber still counts what a central subscriber receives.
+        stream_out = stack.enter_context(open(os.devnull, "w", encoding="utf-8")) if on_screen else out
+        viewer = stack.enter_context(StreamViewer(host, port, config.base_topic, as_json, stream_out))
         agent = Agent(config)
         agent.start()
         stack.callback(agent.stop)
@@ -375,7 +385,16 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
               for t in range(5, 3600, 5)),
         ))
         deadline = None if seconds is None else time.monotonic() + seconds
-        while not interrupted.is_set() and (deadline is None or time.monotonic() < deadline):
+
+        def over() -> bool:
+            return interrupted.is_set() or (deadline is not None and time.monotonic() >= deadline)
+
+        if on_screen:
+            from edge.watch import asker, show
+
+            show(asker(config.control.socket, LinliError), "screen", until=over, tick=script.run_due)
+            interrupted.set()     # q left the screen: the demo ends with it
+        while not over():
             script.run_due()
             interrupted.wait(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
         if interrupted.is_set():

@@ -107,7 +107,8 @@ READS_CONFIG = {"run": [], "config check": [], "replay": ["trace.csv"], "evaluat
                 "explain": ["flat-302-water/routine"],
                 "away": ["off"],
                 "alarm ack": ["pump-pressure/low"], "doctor": [],
-                "outbox stats": [], "outbox peek": [], "outbox export": []}
+                "outbox stats": [], "outbox peek": [], "outbox export": [],
+                "alarm list": [], "alarm test": [], "watch": []}
 
 
 def leaf_commands(parser, words=()):

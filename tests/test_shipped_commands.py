@@ -67,7 +67,7 @@ def runs(pattern: str):
     return register
 
 
-@runs(r"(\./dev|linli) demo( --for \d+)?( --json)?")
+@runs(r"(\./dev|linli) demo( --lines)?( --for \d+)?( --json)?")
 def run_demo(command: Command, ws: Workspace, request) -> None:
     line = ws.substitute(command.text)
     proc = subprocess.Popen(["bash", "-c", line], cwd=ROOT, env=ws.env, stdout=subprocess.PIPE,
@@ -144,6 +144,47 @@ def run_doctor(command: Command, ws: Workspace, request) -> None:
         assert re.search(r"^PASS\s+device:pump-pressure\s", out, re.MULTILINE), out
 
 
+@runs(r"linli (alarm list|alarm test)")
+def run_alarm_list_or_test(command: Command, ws: Workspace, request) -> None:
+    _pump_room_agent(ws, request)
+    with agent_process([str(VENV_BIN / "linli"), "run"], ws.config, env=ws.env):
+        out = ws.run(command.text).stdout
+    assert ("gateway/test raised" if command.text.endswith("test") else "no alarm is raised") in out, out
+
+
+@runs(r"linli watch")
+def run_watch(command: Command, ws: Workspace, request) -> None:
+    _pump_room_agent(ws, request)
+    with agent_process([str(VENV_BIN / "linli"), "run"], ws.config, env=ws.env):
+        proc = subprocess.Popen(["bash", "-c", ws.substitute(command.text)], cwd=ws.cwd, env=ws.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            shown = next((line for line in proc.stdout if "pump-pressure" in line), None)
+            os.killpg(proc.pid, signal.SIGINT)        # how a person leaves it: Ctrl-C (or q on a terminal)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+    assert shown is not None and "MPa" in shown, err
+    assert proc.returncode == 0, err
+
+
+@runs(r"linli logs( -f)?( -n \d+)?")
+def run_logs(command: Command, ws: Workspace, request) -> None:
+    """The journal comes from a journalctl stand-in: the test machine's own journal has no linli-edge."""
+    fakes = ws.cwd / "fake-bin"
+    fakes.mkdir(exist_ok=True)
+    journalctl = fakes / "journalctl"
+    journalctl.write_text(f'#!/bin/sh\necho "$@" > {fakes}/args\necho "linli-edge agent started"\n')
+    journalctl.chmod(0o755)
+    (fakes / "systemctl").write_text("#!/bin/sh\necho loaded\n")
+    (fakes / "systemctl").chmod(0o755)
+    out = ws.run(command.text, env={"PATH": f"{fakes}:{ws.env['PATH']}"}).stdout
+    assert "agent started" in out
+    assert ("--follow" in (fakes / "args").read_text()) == ("-f" in command.text.split())
+
+
 @runs(r"linli run")
 def run_agent(command: Command, ws: Workspace, request) -> None:
     broker = _pump_room_agent(ws, request)
@@ -156,7 +197,7 @@ def run_agent(command: Command, ws: Workspace, request) -> None:
 def run_help(command: Command, ws: Workspace, request) -> None:
     out = ws.run(command.text).stdout
     for name in ("run", "config", "status", "away", "alarm", "decode", "probe", "scan", "replay", "evaluate",
-                 "explain", "demo", "doctor"):
+                 "explain", "demo", "doctor", "watch", "logs"):
         assert re.search(rf"^\s+{name}\s", out, re.MULTILINE), f"{name} is not listed:\n{out}"
 
 
