@@ -1,8 +1,8 @@
 """The ``linli evaluate`` command: its options, reading the trace with a progress bar, printing the figures.
 
 What is measured is :mod:`edge.evaluate`; how it is shown, :mod:`edge.evaluate_report`.
-This module is imported by ``edge/cli.py`` to build the parser, so it imports neither
-at the top: ``linli --help`` does not load the rules engine.
+This module is imported to build the parser, so it imports neither at the top:
+``linli --help`` does not load the rules engine.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from edge.cli import render
+from edge.cli.common import Subcommands, add_config_option, config_path
+from edge.exits import EX_OK
 from edge.i18n import _
 
 EPILOG = _("""Replays the trace through the config's rules, each home (a sensor and quantity a rule
@@ -31,6 +34,10 @@ example: linli evaluate --config edge.toml street-year.csv --each-sensor --incid
 _PROGRESS_EVERY_S = 0.2
 #: Most incidents per home: each is a fork of the home's engine, and a thousand already give a smooth median.
 MAX_INCIDENTS = 1000
+
+
+def register(sub: Subcommands) -> None:
+    add_command(sub, add_config_option, lambda args: run(args, config_path(args), render.warn))
 
 
 def add_command(sub: Any, add_config_option: Callable[[argparse.ArgumentParser], None],
@@ -72,8 +79,8 @@ def run(args: argparse.Namespace, config_file: str, warn: Callable[[str], None])
         if not tally.homes:
             warn(_("no home in the trace for {rule}: no row of {quantity} of sensor {sensor}").format(
                 rule=tally.rule.alarm, quantity=tally.rule.quantity, sensor=tally.rule.sensor))
-    print(as_json(evaluation) if args.json else as_text(evaluation))
-    return 0
+    render.out(as_json(evaluation) if args.json else as_text(evaluation))
+    return EX_OK
 
 
 def read_into(evaluation: Any, path: str, progress: _Progress | None) -> None:
