@@ -2,7 +2,7 @@
 
 Install it with ``linli completion bash > /etc/bash_completion.d/linli`` (or source it from ~/.bashrc).
 The script knows every command and subcommand, each one's options, the values of options
-and arguments that have a fixed set of them, and completes file names after the others.
+and arguments that have a fixed set of them, and leaves the rest (file names) to bash.
 """
 
 from __future__ import annotations
@@ -23,9 +23,14 @@ _linli_commands() {{
 {commands}
     esac
 }}
-_linli_words() {{
+_linli_names() {{
     case "$1" in
-{words}
+{names}
+    esac
+}}
+_linli_options() {{
+    case "$1" in
+{options}
     esac
 }}
 _linli_values() {{
@@ -41,17 +46,21 @@ _linli() {{
             path="${{path:+$path }}$word"
         fi
     done
+    COMPREPLY=()
     if [[ "$prev" == -* ]]; then
         values="$(_linli_values "$path $prev")"
         if [[ "$values" == "<file>" ]]; then
-            mapfile -t COMPREPLY < <(compgen -f -- "$cur")
-            return
+            return   # complete -o default: file names
         elif [[ -n "$values" ]]; then
             mapfile -t COMPREPLY < <(compgen -W "$values" -- "$cur")
             return
         fi
     fi
-    mapfile -t COMPREPLY < <(compgen -W "$(_linli_words "$path")" -- "$cur")
+    if [[ "$cur" == -* ]]; then
+        mapfile -t COMPREPLY < <(compgen -W "$(_linli_options "$path")" -- "$cur")
+    else
+        mapfile -t COMPREPLY < <(compgen -W "$(_linli_names "$path")" -- "$cur")
+    fi
 }}
 complete -o default -F _linli linli
 """
@@ -76,24 +85,28 @@ def cmd_completion_bash(args: argparse.Namespace) -> int:
 
 
 def bash_script(parser: argparse.ArgumentParser) -> str:
-    """The completion script for ``parser``: a ``case`` per command path for its subcommands, words and values."""
-    commands, words, values = [], [], []
+    """The completion script for ``parser``: per command path, its subcommands, the words that may follow
+    (subcommands and fixed argument values), its options, and the values of each option that takes one."""
+    commands, names, options, values = [], [], [], []
     for path, node in _walk(parser):
-        names, offered = [], []
+        subcommand_names, fixed, offered = [], [], []
         for action in node._actions:
             if isinstance(action, argparse._SubParsersAction):
-                names += list(action.choices)
+                subcommand_names += list(action.choices)
             elif action.option_strings:
                 offered += action.option_strings
                 if action.nargs != 0:
                     choices = " ".join(str(choice) for choice in action.choices or ()) or _ANY_VALUE
                     values += [_case(f"{path} {option}", choices) for option in action.option_strings]
             elif action.choices:
-                offered += [str(choice) for choice in action.choices]
-        if names:
-            commands.append(_case(path, " ".join(names)))
-        words.append(_case(path, " ".join(names + offered)))
-    return _TEMPLATE.format(commands="\n".join(commands), words="\n".join(words), values="\n".join(values))
+                fixed += [str(choice) for choice in action.choices]
+        if subcommand_names:
+            commands.append(_case(path, " ".join(subcommand_names)))
+        if subcommand_names or fixed:
+            names.append(_case(path, " ".join(subcommand_names + fixed)))
+        options.append(_case(path, " ".join(offered)))
+    return _TEMPLATE.format(commands="\n".join(commands), names="\n".join(names), options="\n".join(options),
+                            values="\n".join(values))
 
 
 def _walk(parser: argparse.ArgumentParser, path: str = "") -> Iterator[tuple[str, argparse.ArgumentParser]]:
