@@ -117,10 +117,11 @@ class _Counted:
 
 
 class _Progress:
-    """A one-line bar on stderr (a terminal): share of the file read, or rows read when its size is unknown."""
+    """A one-line bar (a terminal's stderr): share of the file read, or rows read when its size is unknown."""
 
     def __init__(self):
         self.next_draw = 0.0
+        self.line = render.Progress()
 
     def show(self, done: int, size: int | None, rows: int) -> None:
         now = time.monotonic()
@@ -130,14 +131,13 @@ class _Progress:
         if size:
             share = min(1.0, done / size)
             bar = "#" * round(share * 30)
-            text = f"[{bar:<30}] {share:4.0%}"
+            self.line.show(f"[{bar:<30}] {share:4.0%}")
         else:
-            text = _("{rows} readings").format(rows=rows)
-        print("\r\033[K" + text, end="", file=sys.stderr, flush=True)
+            self.line.show(_("{rows} readings").format(rows=rows))
 
     def clear(self) -> None:
         if self.next_draw:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
+            self.line.clear()
 
 
 # --- option values ------------------------------------------------------------------------------------------
