@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from edge.cli import render
-from edge.cli.common import Subcommands, add_config_option, config_path
+from edge.cli.common import command, config_path
 from edge.exits import EX_OK
 from edge.i18n import _
 
@@ -34,10 +34,6 @@ example: linli evaluate --config edge.toml street-year.csv --each-sensor --incid
 _PROGRESS_EVERY_S = 0.2
 #: Most incidents per home: each is a fork of the home's engine, and a thousand already give a smooth median.
 MAX_INCIDENTS = 1000
-
-
-def register(sub: Subcommands) -> None:
-    add_command(sub, add_config_option, lambda args: run(args, config_path(args), render.warn))
 
 
 def add_command(sub: Any, add_config_option: Callable[[argparse.ArgumentParser], None],
@@ -172,3 +168,11 @@ def _amount(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(_("{value!r} is not a positive number").format(value=text))
     return value
+
+
+def _handle(args: argparse.Namespace) -> int:
+    return run(args, config_path(args), render.warn)
+
+
+#: The group, joined through the ``add_command`` pattern as a module outside the package would be.
+register = command(add_command, _handle)

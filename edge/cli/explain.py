@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.cli import render
-from edge.cli.common import CommandRefused, Subcommands, add_config_option, ask_agent, config_path
+from edge.cli.common import CommandRefused, ask_agent, command, config_path
 from edge.exits import EX_OK
 from edge.i18n import _
 
@@ -32,11 +32,6 @@ examples:
   linli explain flat-302-water/routine
   linli explain --trace flat-302.csv flat-302-water/routine --json
 """)
-
-
-def register(sub: Subcommands) -> None:
-    add_command(sub, add_config_option, lambda args: run(
-        args, config_path(args), lambda name, request: ask_agent(args, name, request), CommandRefused))
 
 
 def add_command(sub: Any, add_config_option: Callable[[argparse.ArgumentParser], None],
@@ -140,3 +135,11 @@ def _table(hours: list[dict[str, Any]]) -> list[str]:
     weekdays = _("weekdays")
     heading = " " * (widths[0] + 2) + weekdays + " " * (sum(widths[1:5]) + 2 * 4 - display_width(weekdays))
     return [heading + _("weekends")] + [line(row) for row in rows]
+
+
+def _handle(args: argparse.Namespace) -> int:
+    return run(args, config_path(args), lambda name, request: ask_agent(args, name, request), CommandRefused)
+
+
+#: The group, joined through the ``add_command`` pattern as a module outside the package would be.
+register = command(add_command, _handle)
