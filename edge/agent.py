@@ -27,7 +27,8 @@ from edge.commands import CommandError, Commands
 from edge.config import Config, load_config
 from edge.control import ControlServer, served
 from edge.core import LEARNED_STATE, RULES_STATE, AlarmSink, Core, Rules
-from edge.errors import EX_SOFTWARE, ConfigError
+from edge.errors import ConfigError
+from edge.exits import EX_OK, EX_SOFTWARE
 from edge.health import gather
 from edge.instance_lock import InstanceLockError, OutboxLock, lock_path
 from edge.live import LiveValues
@@ -401,7 +402,7 @@ class Agent:
                 self.stop()
             else:
                 self._stop_within(STOP_AFTER_DEATH)
-        return EX_SOFTWARE if dead is not None else 0
+        return EX_SOFTWARE if dead is not None else EX_OK
 
     def _worker_died(self, thread: threading.Thread) -> None:
         """The supervisor's call, on its watching thread: only note it and wake the main loop."""

@@ -32,11 +32,11 @@ from typing import Any
 
 from edge.commands import MAX_REQUEST, Commands, RequestError, parse
 from edge.errors import LinliError
+from edge.exits import EX_UNAVAILABLE
 from edge.i18n import _
 
 log = logging.getLogger("linli.control")
 
-EX_UNAVAILABLE = 69
 #: Clients served at the same time; more get a ``busy`` reply at once.
 MAX_CLIENTS = 8
 #: From accepting a connection to the end of its request line: a whole-request deadline, not a per-read timeout.

@@ -50,9 +50,9 @@ from typing import Any, Callable
 from drivers.codecs import cjt188, mbus, mbus_link, modbus, mr60bha1, mr60bha2
 from drivers.errors import DeviceFault, FrameError
 from edge.errors import LinliError
+from edge.exits import EX_DATAERR
 from edge.i18n import _
 
-EX_DATAERR = 65
 
 
 class BadFrame(LinliError):

@@ -46,6 +46,7 @@ from drivers.transports import i2c
 from edge.agent import Agent
 from edge.config import validate
 from edge.errors import LinliError
+from edge.exits import EX_OK, EX_UNAVAILABLE
 from edge.i18n import _
 from edge.simulate.broker import LocalBroker
 from edge.simulate.cjt188_meter import UNIT_L, UNIT_M3, Cjt188WaterMeter
@@ -59,7 +60,6 @@ from edge.simulate.pulse import PulseMeterSim, morning_use
 from edge.simulate.radar import Mr60bha2Simulator
 from edge.simulate.water_use import household_use
 
-EX_UNAVAILABLE = 69
 
 PRESSURE_SENSOR = "pump-pressure"
 FLOW_SENSOR = "pump-flow"
@@ -400,4 +400,4 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
         if interrupted.is_set():
             say(_("stopping…"))
     say(_("demo stopped: {count} messages received").format(count=viewer.count))
-    return 0
+    return EX_OK

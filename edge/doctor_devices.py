@@ -2,7 +2,7 @@
 
 With the agent stopped each bus is opened the way the agent opens it (a serial port
 exclusively) and closed again, and each device gets one request through
-:mod:`edge.probe` — the drivers' own exchange code — with a short timeout. An I2C
+:mod:`edge.probe.requests` — the drivers' own exchange code — with a short timeout. An I2C
 device is asked for one byte, as ``i2cdetect -r`` does: a read changes nothing in a
 chip, where the quick write ``i2cdetect`` uses by default may. With the agent running
 the same lines come from its ``health``: which bus failed and why, which sensor
@@ -19,7 +19,9 @@ from typing import Any
 from drivers.errors import TransportError
 from drivers.registry import bus_class, driver_class
 from drivers.transports.serial import SerialBus
-from edge import probe
+from edge.exits import EX_IOERR, EX_OK, EX_UNAVAILABLE
+from edge.probe import requests as probe
+from edge.probe.tap import Exchange, line_settings
 from edge.config import BusConfig, SensorConfig
 from edge.doctor import FAIL, PASS, WARN, Doctor, Result, result
 from edge.i18n import _
@@ -228,11 +230,11 @@ def _ask_serial(doctor: Doctor, sensor: SensorConfig, bus: BusConfig) -> Result:
         return result(check, WARN, _("{sensor} ({where}): the doctor knows no request for driver {driver}").format(
             sensor=sensor.id, where=place, driver=sensor.driver),
             _("stop the agent and look at the line with linli probe serial"))
-    if found.exit_code == probe.EX_OK:
+    if found.exit_code == EX_OK:
         first = found.exchanges[-1].first_byte_ms if found.exchanges else None
         return result(check, PASS, _("{sensor} ({where}) answered in {ms} ms").format(
             sensor=sensor.id, where=place, ms=first))
-    if found.exit_code == probe.EX_UNAVAILABLE:
+    if found.exit_code == EX_UNAVAILABLE:
         return result(check, FAIL, _("{sensor} ({where}): no answer within {seconds:g} s ({line})").format(
             sensor=sensor.id, where=place, seconds=serial_bus.timeout, line=found.line),
             "; ".join(found.suspects) or _fix_for_sensor(bus))
@@ -265,18 +267,18 @@ def _request(sensor: SensorConfig, bus: SerialBus) -> probe.Probe | None:
 
 def _listen(bus: SerialBus) -> probe.Probe:
     """A streaming radar is never asked: it counts as answering when it sends anything within a while."""
-    found = probe.Probe(port=bus.port, protocol="stream", line=probe.line_settings(bus))
+    found = probe.Probe(port=bus.port, protocol="stream", line=line_settings(bus))
     started = time.monotonic()
     try:
         with bus:
             data = bus.read(1, RADAR_LISTEN_S)
     except TransportError as exc:
-        found.error, found.exit_code = str(exc), probe.EX_IOERR
+        found.error, found.exit_code = str(exc), EX_IOERR
         return found
     if not data:
-        found.exit_code = probe.EX_UNAVAILABLE
+        found.exit_code = EX_UNAVAILABLE
         found.line += ", " + _("silent for {seconds:g} s").format(seconds=RADAR_LISTEN_S)
         return found
-    found.exchanges.append(probe.Exchange(request=b"", at_ms=0.0, answer=bytearray(data),
+    found.exchanges.append(Exchange(request=b"", at_ms=0.0, answer=bytearray(data),
                                           first_byte_ms=round((time.monotonic() - started) * 1000, 1)))
     return found

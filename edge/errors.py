@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from drivers.options import escape_controls
 from edge.i18n import ngettext
+from edge.exits import EX_CONFIG, EX_SOFTWARE
 
-EX_SOFTWARE = 70
-EX_CONFIG = 78
 
 
 class LinliError(Exception):

@@ -27,15 +27,11 @@ import re
 import stat
 
 from edge.errors import LinliError
+from edge.exits import EX_CANTCREAT, EX_TEMPFAIL
 from edge.i18n import _
 
 log = logging.getLogger("linli.lock")
 
-#: sysexits' EX_TEMPFAIL: the other agent may well stop (a test run by hand), and systemd's
-#: Restart=always tries again after RestartSec, so the service takes over once the outbox is free.
-EX_TEMPFAIL = 75
-#: sysexits' EX_CANTCREAT: the lock's path holds a file the agent did not make.
-EX_CANTCREAT = 73
 
 _PID_LINE = re.compile(rb"\d{1,10}\n?")
 #: Bytes of a lock file read: a pid line is at most 11.
@@ -51,6 +47,8 @@ class InstanceLockError(LinliError):
 class AgentAlreadyRunning(InstanceLockError):
     """Another agent holds the outbox's lock."""
 
+    # The other agent may well stop (a test run by hand), and systemd's Restart=always tries again after
+    # RestartSec, so the service takes over once the outbox is free.
     exit_code = EX_TEMPFAIL
 
 

@@ -33,12 +33,12 @@ from gpiozero import LED, Button, Buzzer, OutputDevice
 from drivers.transports.gpio import GpioBus
 from edge.config import BusConfig, OutputConfig
 from edge.errors import LinliError
+from edge.exits import EX_UNAVAILABLE
 from edge.i18n import _
 from edge.rules import SEVERITIES
 
 log = logging.getLogger("linli.outputs")
 
-EX_UNAVAILABLE = 69
 #: Seconds a button's contacts may chatter after a press.
 BOUNCE = 0.05
 

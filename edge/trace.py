@@ -28,9 +28,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 from edge.errors import LinliError
+from edge.exits import EX_DATAERR, EX_IOERR, EX_NOINPUT
 from edge.i18n import _
 
-EX_DATAERR, EX_NOINPUT, EX_IOERR = 65, 66, 74
 
 REQUIRED_COLUMNS = ("ts", "sensor", "quantity", "value")
 OPTIONAL_COLUMNS = ("quality", "unit")

@@ -131,7 +131,7 @@ def test_every_command_that_reads_the_config_takes_the_option_after_it():
     leaves = dict(leaf_commands(build_parser()))
     # A command reads the config when its function resolves the path, or asks the agent (whose socket it names).
     readers = {name for name, parser in leaves.items()
-               if re.search(r"\b(config_path|_ask_agent)\(", inspect.getsource(parser.get_default("func")))}
+               if re.search(r"\b(config_path|ask_agent)\(", inspect.getsource(parser.get_default("func")))}
     takes_option = {name for name, parser in leaves.items()
                     if any("--config" in action.option_strings for action in parser._actions)}
     assert readers == takes_option == set(READS_CONFIG)

@@ -22,7 +22,8 @@ from drivers.codecs.cjt188 import read_address_request, read_data_request
 from drivers.codecs.mbus_link import req_ud2, select_secondary
 from drivers.codecs.modbus import read_registers_request
 from drivers.transports.serial import SerialBus
-from edge.probe import Recorder, hex_dump
+from edge.cli.render import hex_dump
+from edge.probe.tap import Recorder
 from edge.simulate.cjt188_meter import Cjt188WaterMeter
 from edge.simulate.line import SimulatedLine
 from edge.simulate.mbus_meter import MbusWaterMeter

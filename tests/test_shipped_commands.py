@@ -201,6 +201,13 @@ def run_help(command: Command, ws: Workspace, request) -> None:
         assert re.search(rf"^\s+{name}\s", out, re.MULTILINE), f"{name} is not listed:\n{out}"
 
 
+@runs(r"linli completion bash")
+def run_completion(command: Command, ws: Workspace, request) -> None:
+    (ws.cwd / "linli.bash").write_text(ws.run(command.text).stdout)
+    registered = ws.run("source ./linli.bash && complete -p linli").stdout   # relative: no path substitution
+    assert "-F _linli linli" in registered, registered
+
+
 @runs(r"linli decode (mbus|cjt188|modbus|mr60bha1|mr60bha2)( [0-9A-Fa-f]{2})+( --json)?")
 def run_decode(command: Command, ws: Workspace, request) -> None:
     assert "protocol" in ws.run(command.text).stdout

@@ -13,9 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge.exits import EX_DATAERR, EX_NOINPUT, EX_OK
 from edge.reference import DOCUMENTS, REGENERATE, ROOT, DocumentError, refresh
 
-EX_STALE, EX_DATAERR, EX_NOINPUT = 1, 65, 66
+#: The docs differ from what the code renders: not an error of the tool, a finding (like diff's 1).
+EX_STALE = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,11 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fresh:
             print(f"{', '.join(map(str, fresh))} differ from the code; run {REGENERATE}", file=sys.stderr)
             return EX_STALE
-        return 0
+        return EX_OK
     for path, rendered in fresh.items():    # only once every document rendered: none is left half done
         path.write_text(rendered, encoding="utf-8")
         print(f"{path}: tables rewritten from the code")
-    return 0
+    return EX_OK
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Self
 
 from edge.errors import LinliError
+from edge.exits import EX_UNAVAILABLE
 
 log = logging.getLogger("linli.simulate.broker")
 
@@ -40,7 +41,6 @@ log = logging.getLogger("linli.simulate.broker")
 MOSQUITTO_PLACES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
-EX_UNAVAILABLE = 69
 INSTALL_HINT = "install it with: sudo apt-get install mosquitto"
 
 

@@ -4,20 +4,22 @@ The running agent answers with its own engine's view (the ``explain`` command ov
 control socket); with ``--trace`` the rule learns from a recorded trace instead, replayed
 as ``linli replay`` does, and is explained as of the trace's last reading — how a
 community worker sees, before a gateway goes in, what a home's readings would teach it.
-This module is imported by ``edge/cli.py`` to build the parser: the rules engine loads
-only when the command runs.
+This module is imported to build the parser: the rules engine loads only when the
+command runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
+from edge.cli import render
+from edge.cli.common import CommandRefused, ask_agent, command, config_path
+from edge.exits import EX_OK
 from edge.i18n import _
 
 EPILOG = _("""For every hour of the day a silence may begin in, on weekdays and at weekends: how many
@@ -56,11 +58,11 @@ def run(args: argparse.Namespace, config_path: str, ask_agent: Callable[[str, di
     else:
         explained = _from_trace(config, args.trace, args.alarm, refused)
     if args.json:
-        print(json.dumps(explained, ensure_ascii=False))
+        render.emit_json(explained)
     else:
         for line in lines(explained, zoneinfo.ZoneInfo(config.gateway.timezone)):
-            print(line)
-    return 0
+            render.out(line)
+    return EX_OK
 
 
 def _from_trace(config, path: str, alarm: str, refused: Callable[[str], Exception]) -> dict[str, Any]:
@@ -111,7 +113,7 @@ def _silence_line(silence: dict[str, Any], moment: Callable[[int], str]) -> str:
 
 
 def _table(hours: list[dict[str, Any]]) -> list[str]:
-    from edge.replay import display_width   # Chinese titles take two columns each
+    from edge.cli.render import display_width   # Chinese titles take two columns each
 
     per_day = [_("silences"), _("usual longest"), _("alarm after"), _("that long")]
     rows = [[_("hour")] + per_day + per_day]
@@ -133,3 +135,11 @@ def _table(hours: list[dict[str, Any]]) -> list[str]:
     weekdays = _("weekdays")
     heading = " " * (widths[0] + 2) + weekdays + " " * (sum(widths[1:5]) + 2 * 4 - display_width(weekdays))
     return [heading + _("weekends")] + [line(row) for row in rows]
+
+
+def _handle(args: argparse.Namespace) -> int:
+    return run(args, config_path(args), lambda name, request: ask_agent(args, name, request), CommandRefused)
+
+
+#: The group, joined through the ``add_command`` pattern as a module outside the package would be.
+register = command(add_command, _handle)

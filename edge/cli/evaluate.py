@@ -1,8 +1,8 @@
 """The ``linli evaluate`` command: its options, reading the trace with a progress bar, printing the figures.
 
 What is measured is :mod:`edge.evaluate`; how it is shown, :mod:`edge.evaluate_report`.
-This module is imported by ``edge/cli.py`` to build the parser, so it imports neither
-at the top: ``linli --help`` does not load the rules engine.
+This module is imported to build the parser, so it imports neither at the top:
+``linli --help`` does not load the rules engine.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from edge.cli import render
+from edge.cli.common import command, config_path
+from edge.exits import EX_OK
 from edge.i18n import _
 
 EPILOG = _("""Replays the trace through the config's rules, each home (a sensor and quantity a rule
@@ -72,8 +75,8 @@ def run(args: argparse.Namespace, config_file: str, warn: Callable[[str], None])
         if not tally.homes:
             warn(_("no home in the trace for {rule}: no row of {quantity} of sensor {sensor}").format(
                 rule=tally.rule.alarm, quantity=tally.rule.quantity, sensor=tally.rule.sensor))
-    print(as_json(evaluation) if args.json else as_text(evaluation))
-    return 0
+    render.out(as_json(evaluation) if args.json else as_text(evaluation))
+    return EX_OK
 
 
 def read_into(evaluation: Any, path: str, progress: _Progress | None) -> None:
@@ -110,10 +113,11 @@ class _Counted:
 
 
 class _Progress:
-    """A one-line bar on stderr (a terminal): share of the file read, or rows read when its size is unknown."""
+    """A one-line bar (a terminal's stderr): share of the file read, or rows read when its size is unknown."""
 
     def __init__(self):
         self.next_draw = 0.0
+        self.line = render.Progress()
 
     def show(self, done: int, size: int | None, rows: int) -> None:
         now = time.monotonic()
@@ -123,14 +127,13 @@ class _Progress:
         if size:
             share = min(1.0, done / size)
             bar = "#" * round(share * 30)
-            text = f"[{bar:<30}] {share:4.0%}"
+            self.line.show(f"[{bar:<30}] {share:4.0%}")
         else:
-            text = _("{rows} readings").format(rows=rows)
-        print("\r\033[K" + text, end="", file=sys.stderr, flush=True)
+            self.line.show(_("{rows} readings").format(rows=rows))
 
     def clear(self) -> None:
         if self.next_draw:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
+            self.line.clear()
 
 
 # --- option values ------------------------------------------------------------------------------------------
@@ -165,3 +168,11 @@ def _amount(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(_("{value!r} is not a positive number").format(value=text))
     return value
+
+
+def _handle(args: argparse.Namespace) -> int:
+    return run(args, config_path(args), render.warn)
+
+
+#: The group, joined through the ``add_command`` pattern as a module outside the package would be.
+register = command(add_command, _handle)

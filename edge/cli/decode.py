@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
+from edge.cli import render
 from edge.errors import LinliError
 from edge.i18n import _, ngettext
 
@@ -51,6 +52,15 @@ def add_command(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None:
     p.set_defaults(func=handler)
 
 
+def register(sub: Any) -> None:
+    add_command(sub, lambda args: run(args, render.paint))
+
+
+def at_byte(offset: int | None) -> str:
+    """`` (at byte 5)`` after an error message that knows where in the frame it is, else nothing."""
+    return "" if offset is None else _(" (at byte {offset})").format(offset=offset)
+
+
 def run(args: argparse.Namespace, colour: Callable[..., str]) -> int:
     """Decode what ``args`` names; ``colour(text, code, stream)`` colours for a terminal."""
     from edge.decode import BadFrame, parse_hex
@@ -73,8 +83,7 @@ def run(args: argparse.Namespace, colour: Callable[..., str]) -> int:
         if args.json:
             print(json.dumps({"error": str(exc), "offset": exc.offset}))
         else:
-            where = "" if exc.offset is None else _(" (at byte {offset})").format(offset=exc.offset)
-            print(colour(_("bad frame"), "31", sys.stderr) + f": {exc}{where}", file=sys.stderr)
+            print(colour(_("bad frame"), "31", sys.stderr) + f": {exc}{at_byte(exc.offset)}", file=sys.stderr)
         return exc.exit_code
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
