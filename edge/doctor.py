@@ -17,7 +17,7 @@ request to each device, with short timeouts.
 :func:`run_checks` is the whole list for an already valid config; :func:`diagnose`
 starts from a config file and turns its problems into failures first. The checks live
 by concern in :mod:`edge.doctor_devices`, :mod:`edge.doctor_broker` and
-:mod:`edge.doctor_storage`; :mod:`edge.doctor_cli` is the command.
+:mod:`edge.doctor_storage`; :mod:`edge.cli.doctor` is the command.
 """
 
 from __future__ import annotations

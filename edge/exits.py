@@ -10,6 +10,8 @@ from __future__ import annotations
 EX_OK = 0
 #: The running agent understood the request and said no (an alarm no rule makes, away on without --until).
 EX_REFUSED = 1
+#: A check failed (``linli doctor``): the same 1, named for what it means there.
+EX_FAILED = 1
 #: The command line was wrong.
 EX_USAGE = 64
 #: The input data was wrong: a bad frame, a bad trace row, a garbled answer.

@@ -11,9 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from edge import doctor_cli, logs, outbox_cli, watch
-from edge.cli import (alarm, away, completion, config, decode, demo, evaluate, explain, probe, render, replay, run,
-                      scan, status, version)
+from edge import logs, outbox_cli, watch
+from edge.cli import (alarm, away, completion, config, decode, demo, doctor, evaluate, explain, probe, render, replay,
+                      run, scan, status, version)
 from edge.cli.common import CommandRefused, Parser, Register, add_config_option, ask_agent, command, config_path
 from edge.errors import LinliError
 from edge.exits import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, EX_USAGE
@@ -31,7 +31,7 @@ GROUPS: tuple[Register, ...] = (
     explain.register,
     status.register,
     command(watch.add_command, lambda args: watch.run(args, config_path(args), CommandRefused)),
-    command(doctor_cli.add_command, lambda args: doctor_cli.run(args, config_path(args))),
+    doctor.register,
     command(outbox_cli.add_command, lambda args: outbox_cli.run(args, config_path(args),
                                                                 lambda: ask_agent(args, "health"))),
     away.register,
