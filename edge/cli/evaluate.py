@@ -11,7 +11,6 @@ import argparse
 import os
 import stat
 import sys
-import time
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -116,24 +115,19 @@ class _Progress:
     """A one-line bar (a terminal's stderr): share of the file read, or rows read when its size is unknown."""
 
     def __init__(self):
-        self.next_draw = 0.0
-        self.line = render.Progress()
+        self.line = render.Progress(every_s=_PROGRESS_EVERY_S)
 
     def show(self, done: int, size: int | None, rows: int) -> None:
-        now = time.monotonic()
-        if now < self.next_draw:
+        if not self.line.due():
             return
-        self.next_draw = now + _PROGRESS_EVERY_S
         if size:
             share = min(1.0, done / size)
-            bar = "#" * round(share * 30)
-            self.line.show(f"[{bar:<30}] {share:4.0%}")
+            self.line.show(f"{render.bar(share, empty=' ')} {share:4.0%}")
         else:
             self.line.show(_("{rows} readings").format(rows=rows))
 
     def clear(self) -> None:
-        if self.next_draw:
-            self.line.clear()
+        self.line.clear()
 
 
 # --- option values ------------------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from edge import logs, outbox_cli, watch
-from edge.cli import (alarm, away, completion, config, decode, demo, doctor, evaluate, explain, probe, render, replay,
-                      run, scan, status, version)
-from edge.cli.common import CommandRefused, Parser, Register, add_config_option, ask_agent, command, config_path
+from edge import logs, watch
+from edge.cli import (alarm, away, completion, config, decode, demo, doctor, evaluate, explain, outbox, probe, render,
+                      replay, run, scan, status, version)
+from edge.cli.common import CommandRefused, Parser, Register, add_config_option, command, config_path
 from edge.errors import LinliError
 from edge.exits import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, EX_USAGE
 from edge.i18n import _
@@ -32,8 +32,7 @@ GROUPS: tuple[Register, ...] = (
     status.register,
     command(watch.add_command, lambda args: watch.run(args, config_path(args), CommandRefused)),
     doctor.register,
-    command(outbox_cli.add_command, lambda args: outbox_cli.run(args, config_path(args),
-                                                                lambda: ask_agent(args, "health"))),
+    outbox.register,
     away.register,
     alarm.register,
     decode.register,

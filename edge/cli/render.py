@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -124,18 +125,48 @@ def error(message: str, label: str | None = None) -> None:
 
 
 class Progress:
-    """One line on stderr redrawn in place while a long command works, only when stderr is a terminal."""
+    """One line on stderr redrawn in place while a long command works, only when stderr is a terminal.
 
-    def __init__(self) -> None:
+    With ``every_s``, :meth:`due` says whether that long has passed since the last redraw: a loop
+    over many thousand rows asks it before building the line, so the bar costs nothing.
+    """
+
+    def __init__(self, every_s: float = 0.0) -> None:
         self.shown = sys.stderr.isatty()
+        self.every_s = every_s
+        self.next_draw = 0.0
+
+    def due(self) -> bool:
+        if not self.shown:
+            return False
+        now = time.monotonic()
+        if now < self.next_draw:
+            return False
+        self.next_draw = now + self.every_s
+        return True
 
     def show(self, text: str) -> None:
         if self.shown:
             print("\r\033[K" + text, end="", file=sys.stderr, flush=True)
 
+    def keep(self, text: str) -> None:
+        """The last state, left on its line (a finished bar), the cursor on the next."""
+        if self.shown:
+            print("\r\033[K" + text, file=sys.stderr, flush=True)
+
     def clear(self) -> None:
         if self.shown:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+def bar(share: float, width: int = 30, empty: str = ".") -> str:
+    """``[#####.....]``: ``share`` (0 to 1) of ``width`` filled; full only when all is done.
+
+    >>> bar(0.5, 10), bar(0.99, 10, " ")
+    ('[#####.....]', '[######### ]')
+    """
+    filled = max(0, min(width, int(share * width)))
+    return "[" + "#" * filled + empty * (width - filled) + "]"
 
 
 def hex_dump(data: bytes, mark: int | None = None, width: int = 16) -> list[str]:

@@ -5,8 +5,8 @@ its control socket, what its ``health`` says: the agent also holds records only 
 (read and not yet written, or written nowhere because the disk refuses), which no file
 reader can see. ``peek N`` lists the next records the uplink would send, ``export`` streams
 records to JSON lines or CSV. Nothing here writes to the outbox, its log or its lock; the
-file is read as :mod:`buffer.inspect` explains. This module is imported by ``edge/cli.py`` to
-build the parser: the outbox code loads only when the command runs.
+file is read as :mod:`buffer.inspect` explains. The outbox code loads only when the command runs:
+``linli --help`` does not need it.
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ import csv
 import datetime
 import json
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from edge.cli import render
+from edge.cli.common import Subcommands, add_config_option, add_json_option, ask_agent, config_path, subcommands
 from edge.errors import LinliError
+from edge.exits import EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_OK
 from edge.i18n import _
 
-EX_OK, EX_DATAERR, EX_NOINPUT, EX_CANTCREAT, EX_IOERR = 0, 65, 66, 73, 74
 #: The CSV columns: the fields most records have, then the whole record as JSON.
 CSV_FIELDS = ("seq", "priority", "ts", "time", "kind", "sensor", "quantity", "value", "unit", "quality", "alarm",
               "state", "record")
@@ -51,33 +52,31 @@ class OutboxUnreadable(LinliError):
         self.exit_code = exit_code
 
 
-def add_command(sub: Any, add_config_option: Callable[[argparse.ArgumentParser], None],
-                handler: Callable[[argparse.Namespace], int]) -> None:
-    """Add ``outbox stats|peek|export`` to the ``linli`` subcommands ``sub``, run by ``handler``."""
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("outbox", help=_("what waits in the outbox (read-only, agent running or stopped)"),
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = p.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND", parser_class=type(p))
+    commands = subcommands(p, "outbox_command")
     c = commands.add_parser("stats", help=_("depth by priority, oldest and newest, seqs, drops, size"))
-    c.add_argument("--json", action="store_true", help=_("machine-readable output"))
-    _common(c, add_config_option, handler)
+    add_json_option(c)
+    _common(c)
     c = commands.add_parser("peek", help=_("the next records the uplink would send, in send order"))
     c.add_argument("count", type=_positive, nargs="?", default=10, metavar="N",
                    help=_("how many (default: %(default)s)"))
-    c.add_argument("--json", action="store_true", help=_("one JSON object per line"))
-    _common(c, add_config_option, handler)
+    add_json_option(c, _("one JSON object per line"))
+    _common(c)
     c = commands.add_parser("export", help=_("stream the stored records to JSON lines or CSV"))
     c.add_argument("--since", type=_time_ms, metavar="TIME",
                    help=_("only records from this time on: ISO 8601 (local time without an offset) or epoch ms"))
     c.add_argument("--until", type=_time_ms, metavar="TIME", help=_("only records up to this time"))
     c.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help=_("default: %(default)s"))
     c.add_argument("--out", metavar="FILE", help=_("write to FILE instead of standard output"))
-    _common(c, add_config_option, handler)
+    _common(c)
 
 
-def _common(parser: argparse.ArgumentParser, add_config_option, handler) -> None:
+def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--outbox", metavar="FILE", help=_("the outbox file (default: [buffer] path of the config)"))
     add_config_option(parser)
-    parser.set_defaults(func=handler)
+    parser.set_defaults(func=cmd_outbox)
 
 
 def _positive(text: str) -> int:
@@ -99,15 +98,15 @@ def _time_ms(text: str) -> int:
 
 
 # --- running ----------------------------------------------------------------------------------------------------
-def run(args: argparse.Namespace, config_path: str, ask_agent: Callable[[], dict]) -> int:
-    """Run ``args.outbox_command``; ``ask_agent()`` returns the agent's health or raises a LinliError."""
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """Run ``args.outbox_command`` on ``--outbox`` or the configuration's outbox."""
     from edge.config import load_config
 
     path = args.outbox
     if path is None:
-        path = load_config(config_path).buffer.path
+        path = load_config(config_path(args)).buffer.path
     if args.outbox_command == "stats":
-        return _stats(path, args.json, ask_agent)
+        return _stats(path, args.json, lambda: ask_agent(args, "health"))
     if args.outbox_command == "peek":
         return _peek(path, args.count, args.json)
     return _export(path, args)
@@ -131,34 +130,37 @@ def _opened(path: str) -> Iterator[Any]:
         raise OutboxUnreadable(str(exc), EX_IOERR) from None
 
 
-def _stats(path: str, as_json: bool, ask_agent: Callable[[], dict]) -> int:
+def _stats(path: str, as_json: bool, agent_health: Callable[[], dict]) -> int:
     with _opened(path) as view:
         figures = view.stats()
     try:
-        health = ask_agent()
+        health = agent_health()
         agent: dict[str, Any] = {"running": True, **_agent_outbox(health.get("outbox") or {})}
     except LinliError as exc:
         agent = {"running": False, "reason": str(exc)}
     if as_json:
-        print(json.dumps({"file": figures, "agent": agent}, ensure_ascii=False))
+        render.emit_json({"file": figures, "agent": agent})
         return EX_OK
     depth = figures["depth_by_priority"]
-    print(_("outbox     {path}: {size} MiB on disk, {used} MiB in use").format(
+    render.out(_("outbox     {path}: {size} MiB on disk, {used} MiB in use").format(
         path=figures["path"], size=_mib(figures["file_bytes"] + figures["wal_bytes"]),
         used=_mib(figures["bytes_used"])))
-    print(_("in file    {depth} records waiting: {alarm} alarms, {status} status, {telemetry} telemetry").format(
+    render.out(_("in file    {depth} records waiting: {alarm} alarms, {status} status, {telemetry} telemetry").format(
         depth=figures["depth"], **depth))
     if figures["depth"]:
-        print(_("           oldest {oldest}, newest {newest}; seq {first} to {last}").format(
+        render.out(_("           oldest {oldest}, newest {newest}; seq {first} to {last}").format(
             oldest=_when(figures["oldest_ts"]), newest=_when(figures["newest_ts"]), first=figures["seq_first"],
             last=figures["seq_last"]))
-    print(_("dropped    {total} records lost so far; {waiting} dropped records waiting to be sent").format(
+    render.out(_("dropped    {total} records lost so far; {waiting} dropped records waiting to be sent").format(
         total=figures["dropped_total"], waiting=figures["dropped_records_waiting"]))
+    # The one figure that says whether the file is the whole story: green when the agent answers, yellow if not.
     if agent["running"]:
-        print(_("agent      running: {depth} records waiting in all, {pending} of them only in its memory "
-                "(not in the file yet)").format(depth=agent["depth"], pending=agent["pending_in_memory"]))
+        render.out(render.paint(_("agent      running: {depth} records waiting in all, {pending} of them only in "
+                                  "its memory (not in the file yet)").format(
+            depth=agent["depth"], pending=agent["pending_in_memory"]), render.GREEN))
     else:
-        print(_("agent      not answering ({reason}): the file is all there is").format(reason=agent["reason"]))
+        render.out(render.paint(_("agent      not answering ({reason}): the file is all there is").format(
+            reason=agent["reason"]), render.YELLOW))
     return EX_OK
 
 
@@ -180,12 +182,12 @@ def _peek(path: str, count: int, as_json: bool) -> int:
         rows = list(islice(view.records(), count))
     for row in rows:
         if as_json:
-            print(json.dumps(_jsonable(row, PRIORITY_NAMES), ensure_ascii=False))
+            render.emit_json(_jsonable(row, PRIORITY_NAMES))
         else:
-            print(f"{row.seq:>10}  {PRIORITY_NAMES[row.priority]:<9}  {_when(row.body.get('ts')):<25}  "
+            render.out(f"{row.seq:>10}  {PRIORITY_NAMES[row.priority]:<9}  {_when(row.body.get('ts')):<25}  "
                   + _summary(row.body))
     if not rows and not as_json:
-        print(_("the outbox is empty: nothing waits to be sent"))
+        render.out(_("the outbox is empty: nothing waits to be sent"))
     return EX_OK
 
 
@@ -207,7 +209,7 @@ def _export(path: str, args: argparse.Namespace) -> int:
             if out is not sys.stdout:
                 out.close()
     if args.out is not None:
-        print(_("{count} records written to {path}").format(count=written, path=args.out), file=sys.stderr)
+        render.note(_("{count} records written to {path}").format(count=written, path=args.out))
     return EX_OK
 
 
@@ -220,7 +222,7 @@ def _refuse_outbox_as_output(out: Path, outbox: Path) -> None:
 
 def _write(out: TextIO, form: str, rows: Iterable, total: int, names: dict[int, str]) -> int:
     """Write ``rows`` as they come (memory stays bounded); a progress bar on stderr when it is a terminal."""
-    progress = _Progress(total) if sys.stderr.isatty() else None
+    progress = render.Progress(every_s=PROGRESS_EVERY)
     writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore") if form == "csv" else None
     if writer is not None:
         writer.writeheader()
@@ -234,36 +236,15 @@ def _write(out: TextIO, form: str, rows: Iterable, total: int, names: dict[int, 
             writer.writerow({**body, "seq": row.seq, "priority": record["priority"], "time": _when(body.get("ts")),
                              "record": json.dumps(body, ensure_ascii=False)})
         written += 1
-        if progress is not None:
-            progress.update(written)
-    if progress is not None:
-        progress.done(written)
+        if progress.due():
+            progress.show(_counted(written, total))
+    progress.keep(_counted(written, total))
     return written
 
 
-class _Progress:
-    """``[#####.....] 1200/5000`` on stderr, redrawn in place at most every :data:`PROGRESS_EVERY` seconds."""
-
-    WIDTH = 30
-
-    def __init__(self, total: int):
-        self.total = max(total, 1)
-        self.drawn_at = 0.0
-
-    def update(self, count: int) -> None:
-        now = time.monotonic()
-        if now - self.drawn_at >= PROGRESS_EVERY:
-            self.drawn_at = now
-            self._draw(count)
-
-    def done(self, count: int) -> None:
-        self._draw(count)
-        sys.stderr.write("\n")
-
-    def _draw(self, count: int) -> None:
-        filled = min(self.WIDTH, self.WIDTH * count // self.total)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {count}/{self.total}")
-        sys.stderr.flush()
+def _counted(count: int, total: int) -> str:
+    """``[#####.....] 1200/5000``."""
+    return f"{render.bar(count / max(total, 1))} {count}/{max(total, 1)}"
 
 
 # --- rendering --------------------------------------------------------------------------------------------------
