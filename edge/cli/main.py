@@ -11,9 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from edge import logs, watch
-from edge.cli import (alarm, away, completion, config, decode, demo, doctor, evaluate, explain, outbox, probe, render,
-                      replay, run, scan, status, version)
+from edge import watch
+from edge.cli import (alarm, away, completion, config, decode, demo, doctor, evaluate, explain, logs, outbox, probe,
+                      render, replay, run, scan, status, version)
 from edge.cli.common import CommandRefused, Parser, Register, add_config_option, command, config_path
 from edge.errors import LinliError
 from edge.exits import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, EX_USAGE
@@ -40,7 +40,7 @@ GROUPS: tuple[Register, ...] = (
     scan.register,
     version.register,
     completion.register,
-    lambda sub: logs.add_command(sub, logs.run),
+    logs.register,
 )
 
 EPILOG = _("""examples:

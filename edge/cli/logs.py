@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-from collections.abc import Callable
-from typing import Any
 
+from edge.cli.common import Subcommands
 from edge.errors import LinliError
+from edge.exits import EX_OK, EX_UNAVAILABLE
 from edge.i18n import _
 
 UNIT = "linli-edge"
-EX_UNAVAILABLE = 69
 
 EPILOG = _("""examples:
   linli logs            the last 50 lines of the agent's journal
@@ -32,17 +31,16 @@ class JournalUnavailable(LinliError):
     exit_code = EX_UNAVAILABLE
 
 
-def add_command(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None:
-    """Add ``logs`` to the ``linli`` subcommands ``sub``."""
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("logs", help=_("the agent's journal (journalctl -u linli-edge)"), epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-f", "--follow", action="store_true", help=_("keep showing new lines"))
     p.add_argument("-n", "--lines", type=int, default=50, metavar="N",
                    help=_("how many of the last lines (default: %(default)s)"))
-    p.set_defaults(func=handler)
+    p.set_defaults(func=cmd_logs)
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_logs(args: argparse.Namespace) -> int:
     journalctl = shutil.which("journalctl")
     if journalctl is None:
         raise JournalUnavailable(_("journalctl is not installed: this machine keeps no systemd journal; "
@@ -54,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return subprocess.run(argv, check=False).returncode
     except KeyboardInterrupt:   # how -f is left
-        return 0
+        return EX_OK
 
 
 def _check_unit_known() -> None:
