@@ -302,11 +302,12 @@ def _ctrl_c_stops() -> Iterator[threading.Event]:
 
 
 def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway_id: str = "gw-demo",
-             as_json: bool = False, lines: bool = False, out=sys.stdout) -> int:
+             as_json: bool = False, lines: bool = False, colour: bool = False, out=sys.stdout) -> int:
     """Run the demo until ``seconds`` pass or Ctrl-C (or q on the screen); everything it started is stopped again.
 
     On a terminal, unless ``lines`` or ``as_json``, the agent is shown as ``linli watch`` shows it;
-    otherwise each MQTT message is printed.
+    otherwise each MQTT message is printed. ``colour``: the screen may use colour (the ``NO_COLOR`` rule,
+    which the command line knows).
     """
     on_screen = not (as_json or lines) and out.isatty()
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if as_json else \
@@ -390,9 +391,9 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
             return interrupted.is_set() or (deadline is not None and time.monotonic() >= deadline)
 
         if on_screen:
-            from edge.watch import asker, show
+            from edge.watch import asker, screen
 
-            show(asker(config.control.socket, LinliError), "screen", until=over, tick=script.run_due)
+            screen(asker(config.control.socket, LinliError), until=over, tick=script.run_due, colour=colour)
             interrupted.set()     # q left the screen: the demo ends with it
         while not over():
             script.run_due()

@@ -1,4 +1,4 @@
-"""``linli watch``: the running agent's live view, asked over the control socket once a second.
+"""The running agent's live view, asked over the control socket once a second (``linli watch``, ``linli demo``).
 
 Nothing here opens a device: every value comes from the agent (the ``watch`` command,
 :meth:`edge.agent.Agent.live_view`). Three ways to show it:
@@ -10,62 +10,25 @@ Nothing here opens a device: every value comes from the agent (the ``watch`` com
   link up or down), which a log or ``grep`` can take;
 - with ``--json``, the same changes as one JSON object per line, for scripts.
 
-``linli demo`` shows the same screen (:func:`show`).
+The command is :mod:`edge.cli.watch`, which prints the lines and JSON; ``linli demo`` shows
+the same screen (:func:`screen`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import locale
-import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from edge.i18n import _
 
-EPILOG = _("""On a terminal the screen is redrawn in place (q or Ctrl-C quits); otherwise one line is
-printed per change: a new value or quality, an alarm raised or gone, the broker link up or down.
-Exit status 0, 69 when no agent answers, 78 for a bad config.
-examples:
-  linli watch
-  linli watch --json --for 30
-""")
-
 #: Seconds between two questions to the agent.
 INTERVAL = 1.0
 SPARKS = "▁▂▃▄▅▆▇█"
 ASCII_SPARKS = "_.-=*#"
-SEVERITY_COLOURS = {"critical": "31;1", "warning": "33", "info": "36"}
 
 Ask = Callable[[], dict[str, Any]]
-
-
-def add_command(sub: Any, add_config_option: Callable[[argparse.ArgumentParser], None],
-                handler: Callable[[argparse.Namespace], int]) -> None:
-    """Add ``watch`` to the ``linli`` subcommands ``sub``, run by ``handler`` (which calls :func:`run`)."""
-    p = sub.add_parser("watch", help=_("live view of the running agent: sensors, alarms, link, outbox"),
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_option(p)
-    p.add_argument("--json", action="store_true", help=_("one JSON object per change, for scripts"))
-    p.add_argument("--for", dest="seconds", type=float, metavar="SECONDS", help=_("stop after this long"))
-    p.set_defaults(func=handler)
-
-
-def run(args: argparse.Namespace, config_path: str, refused: Callable[[str], Exception]) -> int:
-    """Watch the agent of the config at ``config_path`` until q, Ctrl-C or ``--for``."""
-    from edge.config import load_config
-
-    ask = asker(load_config(config_path).control.socket, refused)
-    deadline = None if args.seconds is None else time.monotonic() + args.seconds
-    mode = "json" if args.json else "screen" if sys.stdout.isatty() else "lines"
-    try:
-        show(ask, mode, until=lambda: deadline is not None and time.monotonic() >= deadline)
-    except KeyboardInterrupt:
-        pass   # how a person leaves the view: not a failure
-    return 0
 
 
 def asker(socket_path: str, refused: Callable[[str], Exception]) -> Ask:
@@ -81,28 +44,25 @@ def asker(socket_path: str, refused: Callable[[str], Exception]) -> Ask:
     return ask
 
 
-def show(ask: Ask, mode: str, *, until: Callable[[], bool], tick: Callable[[], None] = lambda: None,
-         out=None) -> None:
-    """Ask, show, wait :data:`INTERVAL`, until ``until()``; ``tick()`` runs between (the demo's script)."""
-    out = out or sys.stdout
-    if mode == "screen":
-        import curses
+def screen(ask: Ask, *, until: Callable[[], bool], tick: Callable[[], None] = lambda: None,
+           colour: bool) -> None:
+    """The curses screen, redrawn after each answer, until ``until()`` or q; ``tick()`` runs between (the demo's
+    script). ``colour``: whether the person wants colour (the caller knows the ``NO_COLOR`` rule)."""
+    import curses
 
-        locale.setlocale(locale.LC_ALL, "")   # curses writes wide characters only under the user's locale
-        curses.wrapper(lambda screen: _Screen(screen).follow(ask, until, tick))
-        return
+    locale.setlocale(locale.LC_ALL, "")   # curses writes wide characters only under the user's locale
+    curses.wrapper(lambda window: _Screen(window, colour).follow(ask, until, tick))
+
+
+def follow(ask: Ask, emit: Callable[[dict[str, Any]], None], *, until: Callable[[], bool]) -> None:
+    """Ask, ``emit`` each change, wait :data:`INTERVAL`, until ``until()``: the lines and JSON modes."""
     seen: dict[str, Any] = {}
     while not until():
         for event in changes(seen, ask()):
-            print(json.dumps(event, ensure_ascii=False) if mode == "json" else line(event), file=out, flush=True)
-        _pause(until, tick)
-
-
-def _pause(until: Callable[[], bool], tick: Callable[[], None]) -> None:
-    wake = time.monotonic() + INTERVAL
-    while not until() and time.monotonic() < wake:
-        tick()
-        time.sleep(0.1)   # the agent is asked once a second; the demo's script needs a finer step
+            emit(event)
+        wake = time.monotonic() + INTERVAL
+        while not until() and time.monotonic() < wake:
+            time.sleep(0.1)   # the agent is asked once a second; --for ends within a tenth of one
 
 
 # --- changes, for lines and JSON -------------------------------------------------------------------------
@@ -183,7 +143,7 @@ def sparkline(points: list[float | None], width: int, marks: str = SPARKS) -> st
 class _Screen:
     """The curses screen: header, alarms, the table; redrawn whole after each answer and on a resize."""
 
-    def __init__(self, screen):
+    def __init__(self, screen, colour: bool):
         import curses
 
         self.curses = curses
@@ -192,7 +152,7 @@ class _Screen:
         self.marks = SPARKS if "utf" in locale.getpreferredencoding(False).lower() else ASCII_SPARKS
         curses.curs_set(0)
         screen.timeout(100)
-        if curses.has_colors() and "NO_COLOR" not in os.environ:
+        if colour and curses.has_colors():
             curses.start_color()
             curses.use_default_colors()
             for pair, (name, colour) in enumerate((("critical", curses.COLOR_RED), ("warning", curses.COLOR_YELLOW),

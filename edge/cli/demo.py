@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from edge.cli import render
 from edge.cli.common import Subcommands, setup_logging
 from edge.i18n import _
 
@@ -25,4 +27,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     setup_logging(args.verbose)
     return run_demo(broker=args.broker, seconds=args.seconds, gateway_id=args.gateway_id, as_json=args.json,
-                    lines=args.lines)
+                    lines=args.lines, colour=render.colour_wanted(sys.stdout))

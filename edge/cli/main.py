@@ -11,17 +11,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from edge import watch
 from edge.cli import (alarm, away, completion, config, decode, demo, doctor, evaluate, explain, logs, outbox, probe,
-                      render, replay, run, scan, status, version)
-from edge.cli.common import CommandRefused, Parser, Register, add_config_option, command, config_path
+                      render, replay, run, scan, status, version, watch)
+from edge.cli.common import Parser, Register, add_config_option
 from edge.errors import LinliError
 from edge.exits import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, EX_USAGE
 from edge.i18n import _
 
 #: The command groups, in the order ``linli --help`` lists them: adding a group is adding its line here.
-#: A group module has ``register(sub)``; a module with ``add_command(sub, add_config_option, handler)``
-#: joins as ``command(module.add_command, lambda args: module.run(args, config_path(args)))``.
+#: Each is the ``register(sub)`` of a module of this package.
 GROUPS: tuple[Register, ...] = (
     run.register,
     config.register,
@@ -30,7 +28,7 @@ GROUPS: tuple[Register, ...] = (
     evaluate.register,
     explain.register,
     status.register,
-    command(watch.add_command, lambda args: watch.run(args, config_path(args), CommandRefused)),
+    watch.register,
     doctor.register,
     outbox.register,
     away.register,
