@@ -7,11 +7,13 @@ import io
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 
 import pytest
 
+from buffer.outbox import Outbox, Priority
 from edge.cli import render
 from tests.test_rules_scenarios import ROOT, TRACES
 
@@ -54,8 +56,8 @@ def test_json_is_one_line_and_keeps_chinese_unless_asked(capsys):
     assert "\\u6c34" in second
 
 
-def _on_a_terminal(*args: str, env: dict[str, str]) -> str:
-    """``linli ARGS`` with its stdout on a real pseudo-terminal; what it printed there."""
+def _on_a_terminal(*args: str, env: dict[str, str], status: int = 0) -> str:
+    """``linli ARGS`` with its stdout on a real pseudo-terminal; what it printed there; it exits with ``status``."""
     controller, terminal = pty.openpty()
     try:
         proc = subprocess.Popen([sys.executable, "-m", "edge.cli", *args], cwd=ROOT, stdout=terminal,
@@ -64,7 +66,7 @@ def _on_a_terminal(*args: str, env: dict[str, str]) -> str:
         shown = b""
         while chunk := _read(controller):
             shown += chunk
-        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+        assert proc.wait(timeout=60) == status, proc.stderr.read()
     finally:
         os.close(controller)
     return shown.decode()
@@ -85,3 +87,30 @@ def test_a_command_colours_its_output_on_a_terminal_but_not_with_no_color_nor_in
     piped = subprocess.run([sys.executable, "-m", "edge.cli", "config", "check", config], cwd=ROOT,
                            capture_output=True, text=True, timeout=60, env=env)
     assert piped.returncode == 0 and piped.stdout.startswith("ok  ") and "\033[" not in piped.stdout
+
+
+#: Where an SGR colour starts: ESC [ 3x (the foreground colours render paints with).
+COLOUR = re.compile(r"\033\[3[0-7]")
+
+
+def test_doctor_colours_its_verdicts_on_a_terminal_and_never_with_no_color():
+    # The routine trace's config names a serial port this machine lacks: that check fails (status 1).
+    config = str(TRACES / "daiad_routine.toml")
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    coloured = _on_a_terminal("doctor", "--config", config, env=env, status=1)
+    plain = _on_a_terminal("doctor", "--config", config, env={"NO_COLOR": "1"}, status=1)
+    assert COLOUR.search(coloured) and "\033[31mFAIL" in coloured
+    assert "FAIL" in plain and "\033" not in plain
+    assert COLOUR.sub("", coloured).replace("\033[0m", "").splitlines()[0] == plain.splitlines()[0]
+
+
+def test_outbox_stats_colours_the_agent_line_on_a_terminal_and_never_with_no_color(tmp_path):
+    box = tmp_path / "outbox.db"
+    with Outbox(box) as outbox:
+        outbox.add({"kind": "reading", "sensor": "m", "ts": 1_700_000_000_000}, Priority.TELEMETRY)
+    args = ("outbox", "stats", "--outbox", str(box), "--config", str(TRACES / "daiad_routine.toml"))
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    coloured = _on_a_terminal(*args, env=env)
+    plain = _on_a_terminal(*args, env={"NO_COLOR": "1"})
+    assert "\033[33magent      not answering" in coloured
+    assert "agent      not answering" in plain and "1 records waiting" in plain and "\033" not in plain
