@@ -1,8 +1,9 @@
 """The ``linli`` command: for a technician under a sink with a laptop.
 
 One module per command group, each declaring its options next to its handler
-(``run``, ``config``, ``demo``, ``replay``, ``evaluate``, ``explain``, ``status``, ``away``,
-``alarm``, ``decode``, ``probe``, ``scan``, ``version``, ``completion``); :mod:`edge.cli.main`
+(``run``, ``config``, ``demo``, ``replay``, ``evaluate``, ``explain``, ``status``, ``watch``,
+``doctor``, ``outbox``, ``away``, ``alarm``, ``decode``, ``probe``, ``scan``, ``version``,
+``completion``, ``logs``); :mod:`edge.cli.main`
 builds the parser from the list of groups and runs the command; :mod:`edge.cli.render` prints
 for all of them; :mod:`edge.cli.common` holds what they share (``--config``, asking the agent).
 
