@@ -48,6 +48,7 @@ from edge.config import validate
 from edge.errors import LinliError
 from edge.exits import EX_OK, EX_UNAVAILABLE
 from edge.i18n import _
+from edge.terminal import colour_wanted
 from edge.simulate.broker import LocalBroker
 from edge.simulate.cjt188_meter import UNIT_L, UNIT_M3, Cjt188WaterMeter
 from edge.simulate.contacts import ContactSim, pump_starts
@@ -277,7 +278,7 @@ def _clock() -> str:
 
 
 def _paint(text: str, code: str) -> str:
-    return f"\033[{code}m{text}\033[0m" if sys.stdout.isatty() else text
+    return f"\033[{code}m{text}\033[0m" if colour_wanted(sys.stdout) else text
 
 
 def _parse_broker(text: str) -> tuple[str, int]:

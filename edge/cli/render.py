@@ -18,7 +18,6 @@ id     12345678
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Collection, Sequence
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from edge.i18n import _
+from edge.terminal import colour_wanted
 
 GREEN, RED, YELLOW = "32", "31", "33"
 
@@ -39,11 +39,6 @@ class Painted:
 
 
 Cell = str | Painted
-
-
-def colour_wanted(stream: TextIO) -> bool:
-    """Colour for a terminal, unless the person asked for none (``NO_COLOR`` set and not empty)."""
-    return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
 def paint(text: str, colour: str, stream: TextIO | None = None) -> str:
