@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from gpiozero import LED, Button, Buzzer, OutputDevice
 
 from drivers.transports.gpio import GpioBus
+from edge.alarm_drill import TEST_ALARM
 from edge.config import BusConfig, OutputConfig
 from edge.errors import LinliError
 from edge.exits import EX_UNAVAILABLE
@@ -97,7 +98,13 @@ class AlarmOutput:
         return f'{cfg.kind} "{cfg.id}" on GPIO {cfg.pin} of bus "{cfg.bus}"'
 
     def follows(self, alarm: Any) -> bool:
-        return isinstance(alarm, str) and any(fnmatch.fnmatchcase(alarm, p) for p in self.config.on)
+        """Its ``on`` patterns' alarms, and the test alarm: ``linli alarm test`` is how a technician hears it."""
+        return isinstance(alarm, str) and (alarm == TEST_ALARM or any(fnmatch.fnmatchcase(alarm, p)
+                                                                      for p in self.config.on))
+
+    def _severity(self, alarm: str, severity: Any) -> Any:
+        # The test alarm is info for the central side; here it sounds as the least this output sounds for.
+        return self.config.min_severity if alarm == TEST_ALARM else severity
 
     # --- life ---------------------------------------------------------------------------------------
     def open(self, factory: Any, on_press: Callable[[AlarmOutput], None]) -> None:
@@ -135,7 +142,7 @@ class AlarmOutput:
         alarm = transition.get("alarm")
         if not self.follows(alarm):
             return
-        state, severity = transition.get("state"), transition.get("severity")
+        state, severity = transition.get("state"), self._severity(alarm, transition.get("severity"))
         with self._lock:
             if state == "raised" and severity in _RANK:
                 self._raised[alarm] = (severity, False)
@@ -148,7 +155,8 @@ class AlarmOutput:
     def restore(self, raised: Sequence[dict[str, Any]]) -> None:
         """Start over from the alarms raised now (``RuleEngine.raised()``), e.g. after a restart."""
         with self._lock:
-            self._raised = {a["alarm"]: (a["severity"], a["acknowledged"]) for a in raised if self.follows(a["alarm"])}
+            self._raised = {a["alarm"]: (self._severity(a["alarm"], a["severity"]), a["acknowledged"])
+                            for a in raised if self.follows(a["alarm"])}
             self._show()
 
     def sounding(self) -> list[str]:

@@ -284,6 +284,27 @@ def test_info_alarms_are_silent_unless_the_output_asks_for_them(tmp_path, rig_fa
     assert rig.pin(1).state is False
 
 
+def test_every_output_sounds_for_the_test_alarm_whatever_its_patterns_and_floor(tmp_path, rig_factory):
+    rig = rig_factory(load(tmp_path, """
+        [[output]]
+        id = "critical-only"
+        kind = "relay"
+        bus = "gpio"
+        pin = 18
+        on = ["pump-pressure/low"]
+        min_severity = "critical"
+        """))
+    test = {"alarm": "gateway/test", "severity": "info", "value": None, "limit": None}
+    rig.offer([{**test, "state": "raised"}])
+    assert rig.pin().state is True and rig.output().sounding() == ["gateway/test"]
+    rig.offer([{**test, "state": "cleared"}])
+    assert rig.pin().state is False and rig.output().sounding() == []
+    rig.offer([{"alarm": "gateway/away", "state": "raised", "severity": "info"}])
+    assert rig.pin().state is False, "any other info alarm stays below its floor"
+    rig.outputs.restore([{"alarm": "gateway/test", "severity": "info", "acknowledged": False}])
+    assert rig.output().sounding() == ["gateway/test"], "after a restart too"
+
+
 # --- restart, button, open and close ---------------------------------------------------------------------
 def test_raised_lists_the_raised_alarms_with_their_acknowledgement():
     engine = RuleEngine([RuleConfig("low", "pump-pressure", "pressure", "threshold", "critical",
