@@ -253,7 +253,7 @@ def test_scan_mbus_finding_nothing_exits_69():
 def test_ctrl_c_prints_what_the_scan_found_so_far():
     meters = [MbusWaterMeter(a, f"1000000{a}") for a in (1, 2, 3)]
     with SimulatedLine(meters, parity="N") as line:
-        process = linli("scan", "mbus", line.path, "--parity", "N", "--timeout", "0.5", stdout=subprocess.PIPE,
+        process = linli("scan", "mbus", line.path, "--parity", "N", "--timeout", "2", stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE)
         try:
             seen = _lines_until(process, count=4, deadline=30)  # the header and three meters

@@ -44,7 +44,7 @@ class Recorder:
 
 def start_worker(line: SimulatedLine, recorder: Recorder) -> BusWorker:
     values, problems = validate_options(
-        SerialBus.options, {"port": line.path, "baudrate": 9600, "parity": "E", "timeout": "200ms"})
+        SerialBus.options, {"port": line.path, "baudrate": 9600, "parity": "E", "timeout": "1s"})
     assert problems == []
     bus = SerialBus("rs485-2", values)
     slots = []
