@@ -22,6 +22,7 @@ from drivers.codecs.cjt188 import METER_TYPE_CODES
 from drivers.transports.serial import STANDARD_BAUDRATES
 # Their parsers and handlers are there: this file lists the commands.
 from edge import __version__, alarm_cli, decode_cli, doctor_cli, evaluate_cli, explain, logs, outbox_cli, watch
+from edge import config_apply_cli
 from edge.config import DEFAULT_PATH, load_config
 from edge.errors import LinliError
 from edge.i18n import _, ngettext
@@ -446,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_option(c)
     c.add_argument("--json", action="store_true", help=_("machine-readable output"))
     c.set_defaults(func=cmd_config_check)
+    config_apply_cli.add_command(config_sub, _add_config_option, config_path)
 
     p = sub.add_parser("demo", help=_("simulated devices -> agent -> local MQTT broker, shown live"),
                        epilog=_("example: linli demo --for 60 --gateway-id gw-demo"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge.simulate.modbus_pressure import PressureTransmitterSim
-from tests.agent_helpers import BASE, GATEWAY, config_text
+from tests.agent_helpers import BASE, GATEWAY, config_text, linli
 from tests.live_agent import agent_process
 
 SECOND_SENSOR = """
@@ -179,3 +180,27 @@ def test_a_good_change_is_applied_once_per_id_and_still_runs_after_a_restart(gat
         seen = len(readings(sub, "pump-pressure-2"))
         assert operator.ask("config_get", "get-restarted")["result"]["toml"] == changed
         sub.wait_for(lambda _m: len(readings(sub, "pump-pressure-2")) > seen, 15, "the added sensor after a restart")
+
+
+def test_linli_config_apply_runs_the_same_flow_over_the_control_socket(gateway, transmitter, tmp_path):
+    config, sub, operator, start = gateway
+    with start():
+        operator.warm_up()
+        slower = tmp_path / "slower.toml"
+        slower.write_text(config.read_text().replace('interval = "200ms"', 'interval = "250ms"'))
+        applied = linli("--config", str(config), "config", "apply", "--json", str(slower),
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = applied.communicate(timeout=90)
+        assert applied.returncode == 0, err
+        assert json.loads(out)["sha256"] == hashlib.sha256(slower.read_bytes()).hexdigest()
+        assert operator.ask("config_get", "get-applied")["result"]["toml"] == slower.read_text()
+
+        unplugged = tmp_path / "unplugged.toml"
+        unplugged.write_text(slower.read_text().replace(transmitter.port, str(tmp_path / "ttyUSB9")))
+        refused = linli("--config", str(config), "config", "apply", "--deadline", "3", str(unplugged),
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, err = refused.communicate(timeout=90)
+        assert refused.returncode == 1
+        assert "rolled back" in err and "ttyUSB9" in err and "Traceback" not in err
+        assert operator.ask("config_get", "get-kept")["result"]["toml"] == slower.read_text()
+        more_readings(sub, "pump-pressure")
