@@ -93,7 +93,8 @@ class ManagedConfig:
                 older = self._generation(n)
                 if older.exists():
                     os.replace(older, self._generation(n + 1))
-            os.replace(self.path, self._generation(1))
+            # A copy, not a rename: until the new file is renamed into place the old one still runs.
+            _write_atomically(self._generation(1), self.path.read_bytes())
         _write_atomically(self.folder / MARKER, sha256(_read(Path(self.installed_path))).encode() + b"\n")
         _write_atomically(self.path, text)
         return had_copy
