@@ -122,9 +122,9 @@ class Agent:
         except ConfigError as exc:   # the installed file changed under us since it was loaded: run what was loaded
             log.error("%s", exc)
             return
-        if config != self.config:
+        if config != self.config:   # an equal one is left alone: whoever built the agent keeps its object
             log.info("running the configuration applied remotely: %s", store.path)
-        self.config = config
+            self.config = config
 
     def _open_outputs(self) -> None:
         """The outputs, off, before anything else; they come on for raised alarms once the rules are restored."""
