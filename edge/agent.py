@@ -11,10 +11,12 @@ agent again; one agent per outbox is enforced by :mod:`edge.instance_lock`.
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
 from pathlib import Path
+from concurrent.futures import Future
 from typing import Any, Sequence
 
 from buffer.opening import ForeignFile, foreign
@@ -24,7 +26,8 @@ from edge import __version__
 from edge.alarm_drill import AlarmDrill, raised_alarms
 from edge.clock import Clock
 from edge.commands import CommandError, Commands
-from edge.config import Config, load_config
+from edge.config import Config
+from edge.config_remote import ConfigChanges
 from edge.control import ControlServer, served
 from edge.core import LEARNED_STATE, RULES_STATE, AlarmSink, Core, Rules
 from edge.errors import ConfigError
@@ -32,6 +35,7 @@ from edge.exits import EX_OK, EX_SOFTWARE
 from edge.health import gather
 from edge.instance_lock import InstanceLockError, OutboxLock, lock_path
 from edge.live import LiveValues
+from edge.managed_config import ManagedConfig, state_folder
 from edge.notify import Notifier
 from edge.outputs import AlarmOutput, OutputError, Outputs
 from edge import rule_calls
@@ -77,6 +81,14 @@ class Agent:
         self._reload_requested = threading.Event()
         self._stop_requested = threading.Event()
         self._wake = threading.Event()  # set by signal handlers so the main loop reacts at once
+        # Remote configuration changes (decision 0009); their reloads run on the main thread, as SIGHUP's do.
+        store = ManagedConfig(config.source, state_folder(config)) if config.source else None
+        self.changes = ConfigChanges(self, store, None)
+        self._reloads: queue.SimpleQueue[tuple[Config, Future]] = queue.SimpleQueue()
+        self._reloads_on = "caller"   # which thread reloads for apply_config: caller, main, or none (stopping)
+        # One for every uplink: a repeated request id is recognised across reloads, and a slow
+        # command's reply goes to the uplink of the moment.
+        self.remote = Commands(config.gateway.id, self.command_handlers(), send=self._send_late_reply)
 
     # --- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -87,6 +99,7 @@ class Agent:
         stops the start (:class:`~edge.outputs.OutputError`): a gateway that cannot sound its
         alarm must not look as if it could.
         """
+        self._adopt_managed_config()
         _refuse_foreign_outbox(self.config)       # before the lock file is made beside it
         self._lock = OutboxLock(self.config.buffer.path).acquire()
         try:
@@ -99,6 +112,20 @@ class Agent:
             self._lock.release()
             raise
         self._supervisor.watch(self._threads().values())
+
+    def _adopt_managed_config(self) -> None:
+        """Run what the last ``config_set`` applied, if it is current (:mod:`edge.managed_config`)."""
+        store = self.changes.store
+        if store is None:
+            return
+        try:
+            self.changes.text, config = store.current()
+        except ConfigError as exc:   # the installed file changed under us since it was loaded: run what was loaded
+            log.error("%s", exc)
+            return
+        if config != self.config:   # an equal one is left alone: whoever built the agent keeps its object
+            log.info("running the configuration applied remotely: %s", store.path)
+            self.config = config
 
     def _open_outputs(self) -> None:
         """The outputs, off, before anything else; they come on for raised alarms once the rules are restored."""
@@ -165,9 +192,10 @@ class Agent:
             worker = BusWorker(bus, slots, self.core.submit_reading, self.clock.stamp)
             self.workers[bus_cfg.name] = worker
             worker.start()
+        self.remote.gateway = cfg.gateway.id
         self.uplink = Uplink(cfg, self.outbox, self.core.submit_acked, health=self.health,
                              version=__version__, boot_id=self.clock.boot_id, correct=self.clock.correct,
-                             commands=Commands(cfg.gateway.id, self.command_handlers()))
+                             commands=self.remote)
         # The core wakes the uplink whenever the outbox has something new: no polling while idle.
         self.outbox.on_available = self.uplink.wake
         self.uplink.start()
@@ -307,7 +335,42 @@ class Agent:
             "watch": lambda _args: self.live_view(),
             "alarms": lambda _args: {"alarms": raised_alarms(self.core, self.drill)},
             "alarm_test": self.drill.start,
+            **self.changes.handlers(),
         }
+
+    def _send_late_reply(self, name: str, reply: dict[str, Any]) -> None:
+        uplink = self.uplink
+        if uplink is None:
+            log.error("the reply to %s (id %s) was ready while the uplink was stopped; it is lost", name, reply["id"])
+            return
+        uplink.send_reply(name, reply)
+
+    def apply_config(self, config: Config) -> None:
+        """:meth:`reload` on the main thread when ``run_forever`` runs (it owns reloads), here otherwise."""
+        if self._reloads_on == "caller":
+            self.reload(config)
+            return
+        if self._reloads_on != "main":
+            raise ConfigError(["the agent is stopping; nothing changed"], source=config.source)
+        done: Future = Future()
+        self._reloads.put((config, done))
+        self._wake.set()
+        done.result()
+
+    def _run_reloads(self, refuse: bool = False) -> None:
+        while True:
+            try:
+                config, done = self._reloads.get_nowait()
+            except queue.Empty:
+                return
+            if refuse:
+                done.set_exception(ConfigError(["the agent is stopping; nothing changed"], source=config.source))
+                continue
+            try:
+                self.reload(config)
+                done.set_result(None)
+            except BaseException as exc:   # the caller's thread raises it
+                done.set_exception(exc)
 
     def _on_rules(self, fn) -> list[dict[str, Any]]:
         return rule_calls.on_core(self.core, fn)
@@ -373,15 +436,20 @@ class Agent:
             signal.signal(signum, on_signal)
         self.start()
         dead = None
+        self._reloads_on = "main"
         try:
             self.notifier.ready()
             interval = self.notifier.watchdog_interval()
             tick = min(1.0, interval / 2) if interval else 1.0
             while not self._stop_requested.is_set() and self._dead is None:
                 self._wake.clear()  # before looking at the flags, so a signal arriving now still wakes the wait
-                if self._reload_requested.is_set():
-                    self._reload_requested.clear()
-                    self._reload_from_file()
+                self._run_reloads()
+                if self._reload_requested.is_set() and self.changes.changing.acquire(blocking=False):
+                    try:   # a remote change being judged first finishes; the flag stays set until then
+                        self._reload_requested.clear()
+                        self._reload_from_file()
+                    finally:
+                        self.changes.changing.release()
                 if self.healthy():
                     self.notifier.watchdog()
                 else:
@@ -398,6 +466,8 @@ class Agent:
                              "again", name, reason(dead))
             self.notifier.stopping()
         finally:  # an exception too: the outputs must not be left sounding, or silent in an unknown state
+            self._reloads_on = "none"
+            self._run_reloads(refuse=True)   # a change waiting for the main thread is not left hanging
             if dead is None:
                 self.stop()
             else:
@@ -419,12 +489,12 @@ class Agent:
             log.critical("the agent did not stop within %g s; ending the process anyway", seconds)
 
     def _reload_from_file(self) -> None:
-        source = self.config.source
         self.notifier.reloading()
         try:
-            config = load_config(source)
-            log.info("reloading config from %s", source)
+            text, config = self.changes.reload_from_file()
+            log.info("reloading config from %s", self.config.source)
             self.reload(config)
+            self.changes.text = text
         except (ConfigError, InstanceLockError) as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
         self.notifier.ready()

@@ -18,7 +18,12 @@ uplink's thread, and nothing a publisher sends may end it.
 Handlers are registered by name. They run on the thread that calls
 :meth:`Commands.handle` (the uplink's, or a control-socket client's), so a
 handler must be quick and must hand anything that changes agent state to the
-thread that owns it.
+thread that owns it. A handler that must wait (``config_set`` waits up to a
+minute for the new configuration to prove healthy) is wrapped in :class:`Slow`:
+given a ``send`` callback, :class:`Commands` runs it on a thread of its own and
+hands its reply to ``send`` when it is done, so the uplink's loop goes on; a
+repeat of its id meanwhile is neither run nor answered (its one reply follows).
+Without ``send`` (the control socket, whose client waits anyway) it runs inline.
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ MAX_REQUEST = 64 * 1024
 MAX_ID = 128
 #: Longest command name answered, in UTF-8 bytes: ``<base>/cmd/<name>/reply`` must fit MQTT's 65,535.
 MAX_NAME = 128
+
+
+class Slow:
+    """A handler that may take long: ``work(args, request_id)`` runs off the caller's thread when it can."""
+
+    def __init__(self, work: Callable[[dict[str, Any], str], Any]):
+        self.work = work
 
 
 class CommandError(Exception):
@@ -102,11 +114,14 @@ class Commands:
     True
     """
 
-    def __init__(self, gateway: str, handlers: dict[str, Handler]):
+    def __init__(self, gateway: str, handlers: dict[str, Handler | Slow],
+                 send: Callable[[str, dict[str, Any]], None] | None = None):
         self.gateway = gateway
         self.handlers = dict(handlers)
+        self.send = send     # where a Slow handler's reply goes once it is done; None: run it inline
         # Keyed by (command, id): an id reused on another command is a new request, not a repeat.
         self._answered: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._running: set[tuple[str, str]] = set()   # Slow requests under way on their own thread
         self._lock = threading.Lock()  # guards _answered only; handlers run outside it
 
     def handle(self, topic_name: str, payload: bytes) -> dict[str, Any] | None:
@@ -122,8 +137,12 @@ class Commands:
             return self._reply(topic_name, None, ok=False, error=str(exc))
         return self.answer(topic_name, request)
 
-    def answer(self, topic_name: str, request: Any) -> dict[str, Any]:
-        """The reply for an already parsed request that arrived on ``cmd/<topic_name>``."""
+    def answer(self, topic_name: str, request: Any) -> dict[str, Any] | None:
+        """The reply for an already parsed request that arrived on ``cmd/<topic_name>``.
+
+        ``None`` when a :class:`Slow` handler took it on its own thread (or already had it):
+        its reply goes to ``send`` when it is done.
+        """
         request_id = request.get("id") if isinstance(request, dict) else None
         if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID:
             what = "an object" if isinstance(request, dict) else "a JSON object"
@@ -134,6 +153,31 @@ class Commands:
         with self._lock:
             if key in self._answered:
                 return self._answered[key]
+            if key in self._running:
+                return None
+            slow = isinstance(self.handlers.get(topic_name), Slow) and self.send is not None
+            if slow:
+                self._running.add(key)
+        if slow:
+            threading.Thread(target=self._answer_later, args=(topic_name, request_id, request),
+                             name=f"linli-cmd-{topic_name}", daemon=True).start()
+            return None
+        return self._settle(topic_name, request_id, request)
+
+    def _answer_later(self, topic_name: str, request_id: str, request: dict[str, Any]) -> None:
+        try:
+            reply = self._settle(topic_name, request_id, request)
+        finally:
+            with self._lock:
+                self._running.discard((topic_name, request_id))
+        try:
+            self.send(topic_name, reply)
+        except Exception:  # the reply stays remembered: a repeat of the id gets it
+            log.exception("the reply to %s (id %s) could not be handed over", topic_name, request_id)
+
+    def _settle(self, topic_name: str, request_id: str, request: Any) -> dict[str, Any]:
+        """Run the request, remember its reply for repeats of its id, return it."""
+        key = (topic_name, request_id)
         try:
             reply = self._reply(topic_name, request_id, ok=True, result=self._run(topic_name, request))
             payloads.encode(reply)  # a result that cannot travel is a handler bug, answered like one
@@ -168,6 +212,8 @@ class Commands:
         args = request.get("args", {})
         if not isinstance(args, dict):
             raise CommandError("args must be a JSON object")
+        if isinstance(handler, Slow):
+            return handler.work(args, request["id"])
         return handler(args)
 
 

@@ -162,6 +162,16 @@ def load_config(path: str | os.PathLike = DEFAULT_PATH) -> Config:
     raise ConfigError([problem], source)
 
 
+def load_config_text(data: bytes, source: str | os.PathLike) -> Config:
+    """Validate a config's bytes as if they were the file at ``source``: what ``linli config check`` says of it.
+
+    A config pushed over MQTT is checked in the place of the file it replaces, so its relative
+    paths and the files it names are judged as they would be there.
+    """
+    source = os.path.abspath(os.fspath(source))
+    return validate(_parse(data, source), source)
+
+
 def _parse(data: bytes, source: str) -> dict[str, Any]:
     if len(data) > MAX_BYTES:
         raise ConfigError([_("larger than {limit} bytes; a gateway's config is a few kilobytes").format(

@@ -186,6 +186,8 @@ class Uplink(threading.Thread):
         self._stopping = threading.Event()
         self._drain_deadline = 0.0
         self._events: deque[tuple[Any, ...]] = deque()
+        #: Replies of slow commands (``config_set``), settled on their own threads: published by this one.
+        self._late_replies: deque[tuple[str, dict[str, Any]]] = deque()
         self._client: mqtt.Client | None = None
         self._cursor: dict[int, int] = {}
         self._pending: dict[int, Delivery] = {}        # mid → delivery, only for the current client
@@ -223,6 +225,15 @@ class Uplink(threading.Thread):
             "inflight": len(self._pending),
             "last_error": self._last_error,
         }
+
+    def send_reply(self, name: str, reply: dict[str, Any]) -> None:
+        """Publish ``reply`` on ``cmd/<name>/reply`` from the uplink thread at its next turn; any thread, never blocks.
+
+        How a slow command (:class:`edge.commands.Slow`) answers once it is settled: nothing is published
+        inside paho's callbacks or from another thread. While the link is down the reply waits.
+        """
+        self._late_replies.append((name, reply))
+        self.wake()
 
     def wake(self) -> None:
         """Tell the uplink there is something to send; any thread, never blocks (the outbox's ``on_available``)."""
@@ -457,7 +468,10 @@ class Uplink(threading.Thread):
         return client.loop_misc()
 
     def _handle_events(self) -> str | None:
-        """Settle PUBACKs; return why the connection ended if it did."""
+        """Publish the slow commands' replies, settle PUBACKs; return why the connection ended if it did."""
+        while self._late_replies:
+            name, reply = self._late_replies.popleft()
+            self._publish_unit(single(topics.command_reply(self.base, name), payloads.encode(reply), retain=False))
         loss = None
         while self._events:
             event = self._events.popleft()

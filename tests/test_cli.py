@@ -104,7 +104,7 @@ def test_demo_with_an_unreachable_broker_exits_69(tmp_path):
 # --- --config before or after the command -------------------------------------------------------------
 #: Each command that reads the configuration, with the arguments it needs besides --config.
 READS_CONFIG = {"run": [], "config check": [], "replay": ["trace.csv"], "evaluate": ["trace.csv"], "status": [],
-                "explain": ["flat-302-water/routine"],
+                "config apply": ["new.toml"], "explain": ["flat-302-water/routine"],
                 "away": ["off"],
                 "alarm ack": ["pump-pressure/low"], "doctor": [],
                 "outbox stats": [], "outbox peek": [], "outbox export": [],

@@ -31,6 +31,7 @@ CLI_SCHEMAS = Path(__file__).parent / "schemas" / "cli"
 #: Each command with ``--json`` and the schemas its output may take (one per line for the streaming ones).
 SCHEMA_OF = {
     "config check": ["config_check"],
+    "config apply": ["config_apply"],    # run against a live agent by tests/test_config_remote.py
     "decode": ["decode", "decode_error"],
     "replay": ["replay"],
     "evaluate": ["evaluate"],

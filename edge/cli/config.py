@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from edge import config_apply_cli
 from edge.cli import render
 from edge.cli.common import Subcommands, add_config_option, add_json_option, config_path, subcommands
 from edge.config import load_config
@@ -23,6 +24,7 @@ def register(sub: Subcommands) -> None:
     add_config_option(c)
     add_json_option(c)
     c.set_defaults(func=cmd_config_check)
+    config_apply_cli.add_command(config_sub, add_config_option, config_path)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
