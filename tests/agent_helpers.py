@@ -83,3 +83,14 @@ def linli(*args: str, env: dict | None = None, **popen) -> subprocess.Popen:
     """Start ``linli ARGS`` as a real process (the console script's module)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "edge.cli", *args], cwd=ROOT, env=full_env, **popen)
+
+
+#: A second transmitter on the pump room's line, as a reload or a pushed config adds it.
+SECOND_SENSOR = """
+[[sensor]]
+id = "pump-pressure-2"
+driver = "modbus_pressure"
+bus = "rs485-1"
+address = 1
+interval = "300ms"
+"""

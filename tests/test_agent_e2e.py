@@ -17,7 +17,7 @@ from edge.core import LEARNED_STATE
 from edge.rule_calls import on_core
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from edge.simulate.pulse import PulseMeterSim
-from tests.agent_helpers import BASE, config_text, low_pressure_rule, linli
+from tests.agent_helpers import BASE, SECOND_SENSOR, config_text, linli, low_pressure_rule
 from tests.mqtt_helpers import wait_until
 from tests.tcp_proxy import TcpProxy
 
@@ -232,15 +232,7 @@ def test_sighup_reloads_a_good_config_and_keeps_running_on_a_bad_one(tmp_path, b
         count = len(readings(sub, "pump-pressure"))
         sub.wait_for(lambda _m: len(readings(sub, "pump-pressure")) > count + 3, 15,
                      "readings still flowing after a bad reload")
-        second = """
-[[sensor]]
-id = "pump-pressure-2"
-driver = "modbus_pressure"
-bus = "rs485-1"
-address = 1
-interval = "300ms"
-"""
-        config.write_text(broken.replace('interval = "fast"', 'interval = "200ms"') + second)
+        config.write_text(broken.replace('interval = "fast"', 'interval = "200ms"') + SECOND_SENSOR)
         proc.send_signal(signal.SIGHUP)
         sub.wait_for(lambda _m: readings(sub, "pump-pressure-2"), 15, "the sensor added by the reload")
     finally:

@@ -18,17 +18,9 @@ import pytest
 from tests.test_cli_json import check
 
 from edge.simulate.modbus_pressure import PressureTransmitterSim
-from tests.agent_helpers import BASE, GATEWAY, config_text, linli
+from tests.agent_helpers import BASE, GATEWAY, SECOND_SENSOR, config_text, linli
 from tests.live_agent import agent_process
 
-SECOND_SENSOR = """
-[[sensor]]
-id = "pump-pressure-2"
-driver = "modbus_pressure"
-bus = "rs485-1"
-address = 1
-interval = "300ms"
-"""
 
 
 @pytest.fixture
