@@ -207,6 +207,9 @@ def test_linli_config_apply_runs_the_same_flow_over_the_control_socket(gateway, 
         assert json.loads(out)["sha256"] == hashlib.sha256(slower.read_bytes()).hexdigest()
         check("config_apply", json.loads(out))
         assert operator.ask("config_get", "get-applied")["result"]["toml"] == slower.read_text()
+        sub.wait_for(lambda _m: sub.messages("event"), 10, "the local change's event")
+        assert [(m.payload["event"], m.payload["via"], m.payload["outcome"]) for m in sub.messages("event")] == \
+            [("config_set", "local", "applied")]
 
         unplugged = tmp_path / "unplugged.toml"
         unplugged.write_text(slower.read_text().replace(transmitter.port, str(tmp_path / "ttyUSB9")))
