@@ -31,6 +31,7 @@ from edge.config_remote import ConfigChanges
 from edge.control import ControlServer, served
 from edge.core import LEARNED_STATE, RULES_STATE, AlarmSink, Core, Rules
 from edge.errors import ConfigError
+from edge.events import Audit
 from edge.exits import EX_OK, EX_SOFTWARE
 from edge.health import gather
 from edge.instance_lock import InstanceLockError, OutboxLock, lock_path
@@ -88,7 +89,8 @@ class Agent:
         self._reloads_on = "caller"   # which thread reloads for apply_config: caller, main, or none (stopping)
         # One for every uplink: a repeated request id is recognised across reloads, and a slow
         # command's reply goes to the uplink of the moment.
-        self.remote = Commands(config.gateway.id, self.command_handlers(), send=self._send_late_reply)
+        self.remote = Commands(config.gateway.id, self.command_handlers(), send=self._send_late_reply,
+                               audit=Audit("mqtt", lambda: self.core, self.clock.now_ms))
 
     # --- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -134,7 +136,9 @@ class Agent:
 
     def _start_control(self) -> None:
         """The local ``linli`` command's way in; the agent runs on without it if it cannot be made."""
-        server = ControlServer(self.config.control.socket, Commands(self.config.gateway.id, self.command_handlers()))
+        local = Commands(self.config.gateway.id, self.command_handlers(),
+                         audit=Audit("local", lambda: self.core, self.clock.now_ms))
+        server = ControlServer(self.config.control.socket, local)
         try:
             server.open()
         except OSError as exc:

@@ -24,6 +24,11 @@ given a ``send`` callback, :class:`Commands` runs it on a thread of its own and
 hands its reply to ``send`` when it is done, so the uplink's loop goes on; a
 repeat of its id meanwhile is neither run nor answered (its one reply follows).
 Without ``send`` (the control socket, whose client waits anyway) it runs inline.
+
+Every request settled (not a repeat answered from memory) is offered to ``audit`` with
+its outcome: ``applied``, the :class:`CommandError`'s own (``refused``, ``rolled_back``)
+or ``failed`` for a handler bug. :mod:`edge.events` turns those of the commands that
+change something into ``event`` records.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from edge import payloads
 log = logging.getLogger("linli.commands")
 
 Handler = Callable[[dict[str, Any]], Any]
+#: ``audit(name, request_id, outcome, reply)``, called once per request actually run.
+Audit = Callable[[str, str, str, dict[str, Any]], None]
 #: Replies remembered for repeated ids; QoS 1 redelivery comes within seconds, not hundreds of requests.
 REMEMBERED = 128
 #: Largest request read. Today's commands need a few hundred bytes; this leaves room for a pushed config.
@@ -59,6 +66,14 @@ class Slow:
 
 class CommandError(Exception):
     """A request that cannot be carried out; the message goes back in the reply's ``error``."""
+
+    outcome = "refused"   # what the audit trail calls it (edge.events)
+
+
+class RolledBack(CommandError):
+    """A change that was carried out, judged unhealthy and undone."""
+
+    outcome = "rolled_back"
 
 
 class RequestError(ValueError):
@@ -115,10 +130,11 @@ class Commands:
     """
 
     def __init__(self, gateway: str, handlers: dict[str, Handler | Slow],
-                 send: Callable[[str, dict[str, Any]], None] | None = None):
+                 send: Callable[[str, dict[str, Any]], None] | None = None, audit: Audit | None = None):
         self.gateway = gateway
         self.handlers = dict(handlers)
         self.send = send     # where a Slow handler's reply goes once it is done; None: run it inline
+        self.audit = audit
         # Keyed by (command, id): an id reused on another command is a new request, not a repeat.
         self._answered: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self._running: set[tuple[str, str]] = set()   # Slow requests under way on their own thread
@@ -178,15 +194,23 @@ class Commands:
     def _settle(self, topic_name: str, request_id: str, request: Any) -> dict[str, Any]:
         """Run the request, remember its reply for repeats of its id, return it."""
         key = (topic_name, request_id)
+        outcome = "applied"
         try:
             reply = self._reply(topic_name, request_id, ok=True, result=self._run(topic_name, request))
             payloads.encode(reply)  # a result that cannot travel is a handler bug, answered like one
         except CommandError as exc:
+            outcome = exc.outcome
             reply = self._reply(topic_name, request_id, ok=False, error=str(exc))
         except Exception as exc:  # a handler bug answers with an error instead of taking the uplink down
             log.exception("command %s (id %s) failed", topic_name, request_id)
+            outcome = "failed"
             reply = self._reply(topic_name, request_id, ok=False,
                                 error=f"internal error: {exc}" if str(exc) else f"internal error: {exc!r}")
+        if self.audit is not None:
+            try:
+                self.audit(topic_name, request_id, outcome, reply)
+            except Exception:  # the reply still goes out: the change happened whether or not it is audited
+                log.exception("command %s (id %s) could not be audited", topic_name, request_id)
         with self._lock:
             self._answered[key] = reply
             while len(self._answered) > REMEMBERED:

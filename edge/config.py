@@ -238,7 +238,7 @@ TOPIC_PREFIX_MAX_BYTES = MQTT_MAX_STRING - _LONGEST_TOPIC_TAIL - len("/" + "/".j
 
 # Topic levels with a meaning under a gateway's base topic: the broker's ACL patterns match on them,
 # so a gateway id or grid level spelt like one could reach another gateway's topics (deploy/mosquitto/).
-RESERVED_LEVELS = ("status", "telemetry", "alarm", "health", "cmd")
+RESERVED_LEVELS = ("status", "telemetry", "alarm", "event", "health", "cmd")
 
 
 def _reserved(value: str) -> str | None:

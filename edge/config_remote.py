@@ -23,7 +23,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from edge.commands import CommandError, Slow
+from edge.commands import CommandError, RolledBack, Slow
 from edge.config import Config, load_config_text
 from edge.errors import ConfigError
 from edge.instance_lock import InstanceLockError
@@ -110,7 +110,7 @@ class ConfigChanges:
         self.store.restore(had_copy)
         self.agent.apply_config(previous)
         self.text = previous_text
-        raise CommandError(f"rolled back to configuration {running}: the new one was not healthy within "
+        raise RolledBack(f"rolled back to configuration {running}: the new one was not healthy within "
                            f"{deadline:g} s: " + "; ".join(problems))
 
     def _gate(self, config: Config, deadline: float, need_broker: bool) -> list[str]:

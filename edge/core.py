@@ -11,6 +11,8 @@ messages on the core's bounded inbox:
 * ``("call", fn, box)`` — run ``fn(rules)`` here, on the thread that owns the rules, add the
   transitions it returns and put ``(True, transitions)`` or ``(False, exception)`` in ``box``
   (how commands such as away or acknowledge reach the engine);
+* ``("event", record)`` — a change made by a command (:mod:`edge.events`): stored at STATUS
+  priority and committed at once;
 * ``("stop",)`` — commit what is pending and end.
 
 Every stored reading is offered to the reading sinks (what ``linli watch`` shows,
@@ -25,6 +27,12 @@ window nor raises an active alarm again. What learning rules learned
 (``LEARNED_STATE``) is offered every six hours and at the end: losing a few
 hours of months of learning to a power cut costs nothing, rewriting a few
 kilobytes every minute would cost the card (decision 0007).
+
+An ``event`` record is stored at STATUS priority, not ALARM: it is an audit trail, not
+something a person must act on, so it never holds back an alarm nor takes the window slots
+the uplink keeps for alarms; but it leaves ahead of waiting telemetry and is never shed
+to make room (only telemetry is). It is committed at once, as an alarm is: commands are
+rare, and a change made just before a power cut must not vanish from the trail.
 """
 
 from __future__ import annotations
@@ -102,6 +110,14 @@ class Core(threading.Thread):
         except queue.Full:
             self.lost_readings += 1
             log.error("core inbox full: reading of %s lost (%d so far)", record.get("sensor"), self.lost_readings)
+            return False
+
+    def submit_event(self, record: dict[str, Any]) -> bool:
+        """Queue an ``event`` record (:mod:`edge.events`); ``False`` if the core is stalled for too long."""
+        try:
+            self.inbox.put(("event", record), timeout=_PUT_TIMEOUT)
+            return True
+        except queue.Full:
             return False
 
     def submit_acked(self, seqs: list[int]) -> None:
@@ -200,6 +216,9 @@ class Core(threading.Thread):
                 sink(record)
             if self.rules is not None:
                 self._raise(self.rules.evaluate(record))
+        elif kind == "event":
+            if self._add(item[1], Priority.STATUS):
+                self._commit()
         elif kind == "acked":
             self.outbox.ack(item[1])
         elif kind == "commit":

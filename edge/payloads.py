@@ -72,6 +72,20 @@ def alarm(gateway: str, seq: int, body: dict[str, Any]) -> bytes:
     >>> alarm("gw-1", 12, {"kind": "alarm", "alarm": "p/low", "state": "raised"})
     b'{"v":1,"gateway":"gw-1","seq":12,"alarm":"p/low","state":"raised"}'
     """
+    return _alone(gateway, seq, body)
+
+
+def event(gateway: str, seq: int, body: dict[str, Any]) -> bytes:
+    """One change made by a command (:mod:`edge.events`).
+
+    >>> event("gw-1", 13, {"kind": "event", "event": "away", "outcome": "applied"})
+    b'{"v":1,"gateway":"gw-1","seq":13,"event":"away","outcome":"applied"}'
+    """
+    return _alone(gateway, seq, body)
+
+
+def _alone(gateway: str, seq: int, body: dict[str, Any]) -> bytes:
+    """A record sent in a message of its own: the envelope, then the stored body without its kind."""
     message: dict[str, Any] = {"v": VERSION, "gateway": gateway, "seq": seq}
     message.update((k, v) for k, v in body.items() if k not in _ENVELOPE)
     return encode(message)

@@ -87,6 +87,11 @@ def alarm_state(base: str, alarm_id: str) -> str:
     return f"{base}/alarm/{sensor}/{rule}"
 
 
+def event(base: str) -> str:
+    """One change made by a command (the audit trail, :mod:`edge.events`)."""
+    return f"{base}/event"
+
+
 def health(base: str) -> str:
     """Periodic QoS 0 health facts."""
     return f"{base}/health"
@@ -111,7 +116,7 @@ def kind_of(base: str, topic: str) -> str | None:
     """Which payload schema a topic under ``base`` carries, or ``None`` if it is not one of ours.
 
     The names match the schema files in ``edge/schemas/``: ``status``,
-    ``telemetry``, ``alarm``, ``alarm_state``, ``health``, ``command``,
+    ``telemetry``, ``alarm``, ``alarm_state``, ``event``, ``health``, ``command``,
     ``command_reply``.
 
     >>> kind_of("linli/g/gw-1", "linli/g/gw-1/cmd/diag/reply")
@@ -122,7 +127,7 @@ def kind_of(base: str, topic: str) -> str | None:
     if not topic.startswith(base + "/"):
         return None
     levels = topic[len(base) + 1:].split("/")
-    if len(levels) == 1 and levels[0] in ("status", "telemetry", "alarm", "health"):
+    if len(levels) == 1 and levels[0] in ("status", "telemetry", "alarm", "event", "health"):
         return levels[0]
     if len(levels) == 3 and levels[0] == "alarm" and all(levels[1:]):
         return "alarm_state"
@@ -156,6 +161,9 @@ CATALOGUE: tuple[TopicUse, ...] = (
     TopicUse("alarm", "alarm", "publishes", 1, False, "one alarm transition, ahead of waiting telemetry"),
     TopicUse("alarm_state", "alarm/<sensor>/<rule>", "publishes", 1, True,
              "the same payload as the latest transition of that alarm, kept by the broker for late subscribers"),
+    TopicUse("event", "event", "publishes", 1, False,
+             "one change made by a command (config_set, away, alarm_ack, alarm_test), over MQTT or locally: "
+             "the audit trail, in seq order with telemetry"),
     TopicUse("health", "health", "publishes", 0, False,
              "gateway facts every mqtt.health_interval while connected; never stored in the outbox"),
     TopicUse("command", "cmd/<name>", "subscribes", 1, None, "a request from the central side"),

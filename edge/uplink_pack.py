@@ -1,8 +1,9 @@
 """Outbox rows → publications: what the uplink publishes for a fetch, and which seqs each message settles.
 
 An alarm row becomes one message on ``alarm`` plus its retained state on
-``alarm/<sensor>/<rule>`` (one *unit*: the row is acknowledged when both are);
-consecutive other rows (readings, ``dropped`` records) become telemetry batches.
+``alarm/<sensor>/<rule>`` (one *unit*: the row is acknowledged when both are); an
+``event`` row one message on ``event``; consecutive other rows (readings, ``dropped``
+records) become telemetry batches.
 Every unit records, per priority, the lowest seq it carries (where to rewind the
 cursor if it is lost) and the highest (where the cursor moves once it is sent).
 """
@@ -17,6 +18,9 @@ from typing import Any, Protocol
 from edge import payloads, topics
 
 log = logging.getLogger("linli.uplink")
+
+#: Record kinds published in a message of their own, on a topic of their own, never in a telemetry batch.
+_ALONE = ("alarm", "event")
 
 
 class RowLike(Protocol):
@@ -63,18 +67,19 @@ class Packer:
         self.correct = correct
 
     def units(self, rows: list[RowLike]) -> Iterator[Unit]:
-        """Alarm rows one by one, runs of other rows in telemetry batches, in the rows' order.
+        """Alarm and event rows one by one, runs of other rows in telemetry batches, in the rows' order.
 
         A batch that is not full and ends with the last row is marked ``tail``: more rows might join it.
         """
         i = 0
         while i < len(rows):
-            if rows[i].body.get("kind") == "alarm":
-                yield self._alarm(rows[i])
+            kind = rows[i].body.get("kind")
+            if kind in _ALONE:
+                yield self._alarm(rows[i]) if kind == "alarm" else self._event(rows[i])
                 i += 1
                 continue
             j = i
-            while j < len(rows) and rows[j].body.get("kind") != "alarm":
+            while j < len(rows) and rows[j].body.get("kind") not in _ALONE:
                 j += 1
             yield from self._telemetry(rows[i:j], last_seq=rows[-1].seq)
             i = j
@@ -90,6 +95,11 @@ class Packer:
                 tops[p] = max(tops.get(p, seq), seq)
             yield Unit([(topics.telemetry(self.base), batch.payload, False)], Delivery(batch.seqs, floors, 1),
                        tops, tail=not batch.full and batch.seqs[-1] == last_seq)
+
+    def _event(self, row: RowLike) -> Unit:
+        payload = payloads.event(self.gateway, row.seq, self.correct(row.body))
+        return Unit([(topics.event(self.base), payload, False)], Delivery([row.seq], {row.priority: row.seq}, 1),
+                    {row.priority: row.seq})
 
     def _alarm(self, row: RowLike) -> Unit:
         body = self.correct(row.body)

@@ -166,12 +166,12 @@ class Subscriber:
         return messages
 
     def seqs(self) -> list[int]:
-        """Every seq seen in telemetry and alarm messages, in arrival order (duplicates included)."""
+        """Every seq seen in telemetry, alarm and event messages, in arrival order (duplicates included)."""
         found: list[int] = []
         for m in self._take():
             if m.kind == "telemetry":
                 found += [r["seq"] for r in m.payload["records"]]
-            elif m.kind == "alarm":
+            elif m.kind in ("alarm", "event"):
                 found.append(m.payload["seq"])
         return found
 

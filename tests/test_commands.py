@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from edge import schemas
-from edge.commands import MAX_NAME, MAX_REQUEST, REMEMBERED, CommandError, Commands
+from edge.commands import MAX_NAME, MAX_REQUEST, REMEMBERED, CommandError, Commands, RolledBack
 
 REPLY_SCHEMA = Draft202012Validator(schemas.load("command_reply"))
 
@@ -129,3 +129,31 @@ def test_a_command_name_too_long_to_reply_under_is_dropped():
     assert cmds.handle("n" * (MAX_NAME + 1), request(name="n" * (MAX_NAME + 1))) is None
     assert runs == []
     assert cmds.handle("ü" * (MAX_NAME // 2), b"{}")["id"] is None, "128 bytes is still answered"
+
+
+def test_every_request_run_is_audited_once_with_its_outcome_and_an_audit_fault_keeps_the_reply():
+    def refuse(_args):
+        raise CommandError("no")
+
+    def roll_back(_args):
+        raise RolledBack("undone")
+
+    def crash(_args):
+        raise KeyError("bug")
+
+    audited = []
+
+    def audit(name, request_id, outcome, reply):
+        audited.append((name, request_id, outcome, reply["ok"]))
+        if name == "crash":
+            raise RuntimeError("the audit trail is broken")
+
+    cmds = Commands("gw-1", {"ping": lambda _args: {}, "refuse": refuse, "roll_back": roll_back, "crash": crash},
+                    audit=audit)
+    for name in ("ping", "refuse", "roll_back", "crash"):
+        cmds.handle(name, request(name, rid=f"{name}-1"))
+    assert cmds.handle("ping", request("ping", rid="ping-1"))["ok"] is True   # a repeat: answered, not audited
+    assert cmds.handle("ping", b"{not json")["ok"] is False                    # no id: nothing was run
+    assert audited == [("ping", "ping-1", "applied", True), ("refuse", "refuse-1", "refused", False),
+                       ("roll_back", "roll_back-1", "rolled_back", False), ("crash", "crash-1", "failed", False)]
+    assert cmds.handle("crash", request("crash", rid="crash-1"))["error"] == "internal error: 'bug'"

@@ -73,6 +73,11 @@ def readings(sub, sensor, quality="good"):
             if r.get("kind", "reading") == "reading" and r["sensor"] == sensor and r["quality"] == quality]
 
 
+def events(sub, request_id):
+    """The audit trail's events of one request (edge/events.py)."""
+    return [m.payload for m in sub.messages("event") if m.payload["request_id"] == request_id]
+
+
 def more_readings(sub, sensor, timeout=15.0):
     """Wait until ``sensor`` sends three more good readings than it had: it is still being read."""
     count = len(readings(sub, sensor))
@@ -145,6 +150,8 @@ def test_a_new_adapter_that_does_not_exist_is_rolled_back_and_the_old_sensors_ke
         assert reply["ok"] is False
         assert "rolled back" in reply["error"]
         assert "sensor pump-pressure" in reply["error"] and missing in reply["error"]
+        sub.wait_for(lambda _m: events(sub, "set-missing"), 10, "the rollback's event")
+        assert [(e["via"], e["outcome"]) for e in events(sub, "set-missing")] == [("mqtt", "rolled_back")]
         assert operator.ask("config_get", "get-after")["result"]["sha256"] == before["sha256"]
         more_readings(sub, "pump-pressure")
         managed = config.parent.parent / "config"
@@ -164,9 +171,12 @@ def test_a_good_change_is_applied_once_per_id_and_still_runs_after_a_restart(gat
         assert reply["result"] == {"applied": True, "sha256": hashlib.sha256(changed.encode()).hexdigest(),
                                    "previous_sha256": before["sha256"]}
         more_readings(sub, "pump-pressure-2")
+        sub.wait_for(lambda _m: events(sub, "set-good"), 10, "the change's event")
+        assert [e["outcome"] for e in events(sub, "set-good")] == ["applied"]
         # Run again, the stale base would refuse it: the same reply again shows it was not run twice.
         again = operator.ask("config_set", "set-good", request, timeout=40, count=2)
         assert again == reply
+        assert len(events(sub, "set-good")) == 1, "a repeated id is neither run nor audited again"
         assert len(readings(sub, "pump-pressure")) > 0
     assert config.read_text() != changed, "the installed file stays as installed"
     with start():
@@ -189,6 +199,9 @@ def test_linli_config_apply_runs_the_same_flow_over_the_control_socket(gateway, 
         assert json.loads(out)["sha256"] == hashlib.sha256(slower.read_bytes()).hexdigest()
         check("config_apply", json.loads(out))
         assert operator.ask("config_get", "get-applied")["result"]["toml"] == slower.read_text()
+        sub.wait_for(lambda _m: sub.messages("event"), 10, "the local change's event")
+        assert [(m.payload["event"], m.payload["via"], m.payload["outcome"]) for m in sub.messages("event")] == \
+            [("config_set", "local", "applied")]
 
         unplugged = tmp_path / "unplugged.toml"
         unplugged.write_text(slower.read_text().replace(transmitter.port, str(tmp_path / "ttyUSB9")))

@@ -223,3 +223,20 @@ def test_what_the_rules_learned_is_offered_at_most_once_an_interval(tmp_path, mo
         outbox.close()
     assert asked[0] - started >= 0.3
     assert all(later - earlier >= 0.29 for earlier, later in zip(asked[:-1], asked[1:], strict=True))
+
+
+def test_an_event_is_stored_at_status_priority_and_on_the_file_at_once(tmp_path):
+    outbox = Outbox(tmp_path / "o.db", commit_interval=3600)   # nothing else would commit during the test
+    core = Core(outbox)
+    core.start()
+    try:
+        assert core.submit_reading(reading(0.3))
+        event = {"kind": "event", "event": "away", "request_id": "r1", "via": "mqtt", "outcome": "applied",
+                 "detail": "{}", "ts": STAMP["ts"]}
+        assert core.submit_event(event)
+        assert core.sync()
+        assert raw_rows(tmp_path / "o.db")[2] == (Priority.STATUS, event)
+        assert [(r.seq, r.priority) for r in outbox.fetch({}, 10)] == [(2, Priority.STATUS), (1, Priority.TELEMETRY)]
+    finally:
+        core.stop()
+        outbox.close()

@@ -18,6 +18,7 @@ from edge.agent import Agent
 from edge.clock import Clock
 from edge.commands import Commands
 from edge.config import Config, GatewayConfig
+from edge.events import event_record
 from edge.health import gather
 from tests.mqtt_helpers import BOOT, GATEWAY, alarm, reading, uplink_config
 
@@ -43,11 +44,13 @@ def test_the_topic_table_is_what_a_running_uplink_does(broker, writer, start_upl
     config = uplink_config(broker.host, broker.port, health_interval=0.2)
     base = config.base_topic
     live = subscriber_factory(broker.host, broker.port, base=base)
-    writer.add([(reading(0), Priority.TELEMETRY), (alarm("pump-pressure", "low"), Priority.ALARM)])
+    event = event_record("away", "doc-0", "local", "applied", {"ok": True, "result": {"away": False}}, 1764201600000)
+    writer.add([(reading(0), Priority.TELEMETRY), (alarm("pump-pressure", "low"), Priority.ALARM),
+                (event, Priority.STATUS)])
     clock = Clock(boot_id=BOOT)
     start_uplink(config, writer, commands=Commands(GATEWAY, {"ping": lambda _args: {"pong": True}}),
                  health=lambda: gather({}, clock, 0.0, {}))
-    live.wait_for(lambda ms: {"status", "telemetry", "alarm", "alarm_state", "health"} <= {m.kind for m in ms},
+    live.wait_for(lambda ms: {"status", "telemetry", "alarm", "alarm_state", "event", "health"} <= {m.kind for m in ms},
                   what="a message on every topic the gateway publishes by itself")
     request = {"v": 1, "gateway": GATEWAY, "id": "doc-1", "name": "ping"}
     publish.single(f"{base}/cmd/ping", json.dumps(request), qos=1, hostname=broker.host, port=broker.port)

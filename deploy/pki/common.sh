@@ -5,7 +5,7 @@ CNF="${here:?set by the sourcing script}/openssl.cnf"
 
 # Gateway ids and grid levels must never be one of these topic words: the broker ACL's
 # patterns (deploy/mosquitto/acl) rely on it to keep one gateway out of another's topics.
-RESERVED_WORDS="status telemetry alarm health cmd"
+RESERVED_WORDS="status telemetry alarm event health cmd"
 
 die() {
     printf '%s: %s\n' "${0##*/}" "$*" >&2

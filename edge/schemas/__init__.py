@@ -18,7 +18,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-NAMES = frozenset({"status", "telemetry", "alarm", "alarm_state", "health", "command", "command_reply"})
+NAMES = frozenset({"status", "telemetry", "alarm", "alarm_state", "event", "health", "command", "command_reply"})
 
 
 @cache
