@@ -94,9 +94,9 @@ class ManagedConfig:
                 if older.exists():
                     os.replace(older, self._generation(n + 1))
             # A copy, not a rename: until the new file is renamed into place the old one still runs.
-            _write_atomically(self._generation(1), self.path.read_bytes())
-        _write_atomically(self.folder / MARKER, sha256(_read(Path(self.installed_path))).encode() + b"\n")
-        _write_atomically(self.path, text)
+            write_atomically(self._generation(1), self.path.read_bytes())
+        write_atomically(self.folder / MARKER, sha256(_read(Path(self.installed_path))).encode() + b"\n")
+        write_atomically(self.path, text)
         return had_copy
 
     def restore(self, had_copy: bool) -> None:
@@ -111,7 +111,7 @@ class ManagedConfig:
             for n in range(2, GENERATIONS + 1):
                 if self._generation(n).exists():
                     os.replace(self._generation(n), self._generation(n - 1))
-        _fsync_folder(self.folder)
+        fsync_folder(self.folder)
 
     def _generation(self, n: int) -> Path:
         return self.folder / f"{NAME}.{n}"
@@ -124,17 +124,17 @@ def _read(path: Path) -> bytes:
         raise ConfigError([f'cannot read "{path}": {exc.strerror or exc}'], str(path)) from None
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "wb") as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
