@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.cert_store import PAIR, PENDING_KEY, renewed, tls_folder
 from edge.commands import CommandError, Slow
+from edge.config import Config
 from edge.doctor_broker import not_after, try_connect
 from edge.errors import ConfigError
 from edge.instance_lock import InstanceLockError
@@ -68,16 +69,8 @@ class CertRenewal:
         folder = tls_folder(config)
         folder.mkdir(parents=True, exist_ok=True)
         key = folder / PENDING_KEY
-        temporary = folder / f".{PENDING_KEY}.tmp"
-        temporary.unlink(missing_ok=True)
-        old_umask = os.umask(0o077)   # the key is its owner's from the first byte
-        try:
-            _openssl("genpkey", *KEY_TYPES[key_type], "-out", str(temporary))
-        finally:
-            os.umask(old_umask)
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, key)
-        fsync_folder(folder)
+        # Printed, not written by openssl: the file is made 0600 here, before a byte of the key is in it.
+        write_atomically(key, _openssl("genpkey", *KEY_TYPES[key_type]).encode(), mode=0o600)
         gateway = config.gateway.id
         request = _openssl("req", "-new", "-key", str(key), "-subj", f"/CN={gateway}", "-sha256")
         log.info("cert_csr %s: a new %s key is waiting in %s for its certificate (CN=%s)", request_id, key_type,
@@ -109,16 +102,14 @@ class CertRenewal:
         if not key.exists():
             raise CommandError("no key is waiting for a certificate: send cert_csr first")
         candidate = folder / f".{PAIR}.candidate"
-        write_atomically(candidate, key.read_bytes() + b"\n" + cert.encode())
-        os.chmod(candidate, 0o600)
+        write_atomically(candidate, key.read_bytes() + b"\n" + cert.encode(), mode=0o600)
         try:
             ends = self._check(candidate, key, cert, config)
         except CommandError:
             candidate.unlink(missing_ok=True)
             raise
         old = folder / f"{PAIR}.old"
-        write_atomically(old, _pair_in_use(config))
-        os.chmod(old, 0o600)
+        write_atomically(old, _pair_in_use(config), mode=0o600)
         os.replace(candidate, folder / PAIR)
         key.unlink()
         fsync_folder(folder)
@@ -132,7 +123,7 @@ class CertRenewal:
         connected = self._await_uplink()
         return {"installed": True, "not_after": ends.strftime("%Y-%m-%dT%H:%M:%SZ"), "connected": connected}
 
-    def _check(self, candidate: Path, key: Path, cert: str, config) -> datetime.datetime:
+    def _check(self, candidate: Path, key: Path, cert: str, config: Config) -> datetime.datetime:
         """Why ``cert`` may not replace the certificate in use (as CommandError), or when it ends."""
         try:
             ends = not_after(cert.encode())
@@ -166,7 +157,7 @@ class CertRenewal:
         return False
 
 
-def certificate_days_left(config) -> float | None:
+def certificate_days_left(config: Config) -> float | None:
     """Days until the client certificate in use ends (negative once it has); None without one or unreadable."""
     if not (config.mqtt.tls and config.mqtt.cert_file):
         return None
@@ -178,7 +169,7 @@ def certificate_days_left(config) -> float | None:
     return round((ends - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400, 1)
 
 
-def _pair_in_use(config) -> bytes:
+def _pair_in_use(config: Config) -> bytes:
     """The key and certificate the uplink uses now, as one PEM text (one file already once renewed)."""
     mqtt = renewed(config).mqtt
     files = dict.fromkeys(path for path in (mqtt.key_file, mqtt.cert_file) if path)

@@ -20,6 +20,7 @@ new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -124,9 +125,12 @@ def _read(path: Path) -> bytes:
         raise ConfigError([f'cannot read "{path}": {exc.strerror or exc}'], str(path)) from None
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """``data`` as ``path``, or ``path`` unchanged after a power cut; ``mode`` (less the umask) from the first byte."""
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as file:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)   # a leftover would keep its own mode
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), "wb") as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())

@@ -166,7 +166,7 @@ def test_renewed_certificate_is_installed_used_and_kept_across_a_restart(gateway
         assert restarted["cert_expiry_days"] == pytest.approx(RENEWED_DAYS, abs=1)
 
 
-def test_cert_install_without_a_waiting_key_is_refused(gateway):
+def test_cert_install_without_a_waiting_key_and_unknown_key_types_are_refused(gateway):
     _etc, _tls, operator, start = gateway
     with start():
         operator.warm_up()
@@ -174,3 +174,10 @@ def test_cert_install_without_a_waiting_key_is_refused(gateway):
         assert reply["ok"] is False and "send cert_csr first" in reply["error"], reply
         bad = operator.ask("cert_install", "install-nothing", {"cert": 42})
         assert bad["ok"] is False and "PEM" in bad["error"], bad
+        rsa = operator.ask("cert_csr", "csr-rsa", {"key_type": "rsa"})
+        assert rsa["ok"] is True and subject(rsa["result"]["csr"]) == f"subject=CN={GATEWAY}", rsa
+        text = subprocess.run(["openssl", "req", "-noout", "-text"], input=rsa["result"]["csr"], capture_output=True,
+                              text=True, check=True).stdout
+        assert "rsaEncryption" in text and "2048 bit" in text
+        unknown = operator.ask("cert_csr", "csr-dsa", {"key_type": "dsa"})
+        assert unknown["ok"] is False and "key_type" in unknown["error"], unknown
