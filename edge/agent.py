@@ -26,6 +26,8 @@ from edge import __version__
 from edge.alarm_drill import AlarmDrill, raised_alarms
 from edge.clock import Clock
 from edge.commands import CommandError, Commands
+from edge.cert_renewal import CertRenewal, certificate_days_left
+from edge.cert_store import renewed
 from edge.config import Config
 from edge.config_remote import ConfigChanges
 from edge.control import ControlServer, served
@@ -197,7 +199,7 @@ class Agent:
             self.workers[bus_cfg.name] = worker
             worker.start()
         self.remote.gateway = cfg.gateway.id
-        self.uplink = Uplink(cfg, self.outbox, self.core.submit_acked, health=self.health,
+        self.uplink = Uplink(renewed(cfg), self.outbox, self.core.submit_acked, health=self.health,
                              version=__version__, boot_id=self.clock.boot_id, correct=self.clock.correct,
                              commands=self.remote)
         # The core wakes the uplink whenever the outbox has something new: no polling while idle.
@@ -340,6 +342,7 @@ class Agent:
             "alarms": lambda _args: {"alarms": raised_alarms(self.core, self.drill)},
             "alarm_test": self.drill.start,
             **self.changes.handlers(),
+            **CertRenewal(self).handlers(),
         }
 
     def _send_late_reply(self, name: str, reply: dict[str, Any]) -> None:
@@ -407,6 +410,7 @@ class Agent:
             "outbox_error": self.core.commit_error if self.core else None,
             "outputs": self.outputs.status(),
             "learning": self.core.learning if self.core else [],
+            "cert_expiry_days": certificate_days_left(renewed(self.config)),
         }
         return gather(outbox_stats, self.clock, self.started, extra, outbox_path=self.config.buffer.path)
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge.cert_store import renewed
 from edge.clock import system_synced
 from edge.config import Config, load_config
 from edge.errors import ConfigError
@@ -146,7 +147,8 @@ def run_checks(config: Config, *, agent_running: bool, health: dict[str, Any] | 
 
         reply = request(config.control.socket, "health", timeout=AGENT_TIMEOUT)
         health = reply.get("result") or {}
-    doctor = Doctor(config, health if agent_running else None, timeout, broker_timeout)
+    # A certificate renewed remotely (cert_install) is the one the broker and the expiry checks look at.
+    doctor = Doctor(renewed(config), health if agent_running else None, timeout, broker_timeout)
     return [line for check in registry() for line in check(doctor)]
 
 

@@ -20,6 +20,7 @@ new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -94,9 +95,9 @@ class ManagedConfig:
                 if older.exists():
                     os.replace(older, self._generation(n + 1))
             # A copy, not a rename: until the new file is renamed into place the old one still runs.
-            _write_atomically(self._generation(1), self.path.read_bytes())
-        _write_atomically(self.folder / MARKER, sha256(_read(Path(self.installed_path))).encode() + b"\n")
-        _write_atomically(self.path, text)
+            write_atomically(self._generation(1), self.path.read_bytes())
+        write_atomically(self.folder / MARKER, sha256(_read(Path(self.installed_path))).encode() + b"\n")
+        write_atomically(self.path, text)
         return had_copy
 
     def restore(self, had_copy: bool) -> None:
@@ -111,7 +112,7 @@ class ManagedConfig:
             for n in range(2, GENERATIONS + 1):
                 if self._generation(n).exists():
                     os.replace(self._generation(n), self._generation(n - 1))
-        _fsync_folder(self.folder)
+        fsync_folder(self.folder)
 
     def _generation(self, n: int) -> Path:
         return self.folder / f"{NAME}.{n}"
@@ -124,17 +125,20 @@ def _read(path: Path) -> bytes:
         raise ConfigError([f'cannot read "{path}": {exc.strerror or exc}'], str(path)) from None
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """``data`` as ``path``, or ``path`` unchanged after a power cut; ``mode`` (less the umask) from the first byte."""
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as file:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)   # a leftover would keep its own mode
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), "wb") as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -157,6 +157,24 @@ def test_a_certificate_expiring_in_ten_days_warns_and_still_connects(tmp_path, p
     assert code == 0
 
 
+def test_a_renewed_certificate_is_the_one_checked(tmp_path, pki, broker_factory, transmitter):
+    """After cert_install the pair in <state>/tls is in use: its end date is the one that warns, and it connects."""
+    broker = broker_factory(tls=TlsListener(str(pki.ca_cert), str(pki.server_cert), str(pki.server_key)))
+    cert, key = client_cert(pki, tmp_path / "configured", days=400)
+    renewed_cert, renewed_key = client_cert(pki, tmp_path / "renewed", days=10)
+    pair = tmp_path / "tls" / "client.pem"
+    pair.parent.mkdir()
+    pair.write_bytes(renewed_key.read_bytes() + renewed_cert.read_bytes())
+    cert.write_text(cert.read_text().replace("A", "B"))   # the configured files no longer work
+    tls = f'tls = true\nca_file = "{pki.ca_cert}"\ncert_file = "{cert}"\nkey_file = "{key}"'
+    code, found = checks(write_config(tmp_path, broker_port=broker.port, serial_port=transmitter.port,
+                                      mqtt_extra=tls))
+    line = found["certificate"]
+    assert line["status"] == "warn" and str(pair) in line["detail"], line
+    assert found["broker"]["status"] == "pass", found["broker"]
+    assert code == 0
+
+
 def test_the_certificate_end_date_is_read_as_openssl_reads_it(tmp_path, pki):
     cert, _key = client_cert(pki, tmp_path / "pki", days=400)
     said = subprocess.run(["openssl", "x509", "-enddate", "-noout", "-in", str(cert)], capture_output=True,

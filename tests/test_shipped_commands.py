@@ -334,6 +334,22 @@ def run_pki(command: Command, ws: Workspace, request) -> None:
         assert f"revoked {name}" in out and not (pki / "gateways" / f"{name}.crt").exists()
 
 
+@runs(r"pki/sign-csr\.sh --pki \S+ .+")
+def run_sign_csr(command: Command, ws: Workspace, request) -> None:
+    """A CA, and a request made as the gateway's cert_csr makes it, at the paths the line names."""
+    pki = ws.root / "srv" / "linli-pki"
+    ws.run("pki/make-ca.sh --pki /srv/linli-pki", cwd=ROOT / "deploy")
+    csr, out = (ws.root / "tmp" / "gw-0042.csr"), (ws.root / "tmp" / "gw-0042.crt")
+    csr.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", "/CN=gw-0042", "-keyout", str(ws.root / "tmp" / "gw-0042.key"), "-out", str(csr)],
+                   check=True, capture_output=True)
+    ws.run(command.text, cwd=ROOT / "deploy")
+    subject = subprocess.run(["openssl", "verify", "-CAfile", str(pki / "ca.crt"), str(out)], check=True,
+                             capture_output=True, text=True).stdout
+    assert subject.strip().endswith(": OK"), subject
+
+
 @runs(r"apt-get install mosquitto|install (-d )?-m \d+ .+")
 def run_broker_install(command: Command, ws: Workspace, request) -> None:
     """deploy/mosquitto/README.md's block up to this line, into the temporary root's /etc/mosquitto."""
