@@ -162,8 +162,8 @@ CATALOGUE: tuple[TopicUse, ...] = (
     TopicUse("alarm_state", "alarm/<sensor>/<rule>", "publishes", 1, True,
              "the same payload as the latest transition of that alarm, kept by the broker for late subscribers"),
     TopicUse("event", "event", "publishes", 1, False,
-             "one change made by a command (config_set, away, alarm_ack, alarm_test), over MQTT or locally: "
-             "the audit trail, in seq order with telemetry"),
+             "one change made by a command (config_set, away, alarm_ack, alarm_test, cert_csr, cert_install), "
+             "over MQTT or locally: the audit trail, in seq order with telemetry"),
     TopicUse("health", "health", "publishes", 0, False,
              "gateway facts every mqtt.health_interval while connected; never stored in the outbox"),
     TopicUse("command", "cmd/<name>", "subscribes", 1, None, "a request from the central side"),
