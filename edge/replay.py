@@ -91,9 +91,12 @@ class TraceReplay:
         self.unwatched: list[tuple[str, str]] = []
         self.more_unwatched = False
         self._watched = {(rule.sensor, rule.quantity) for rule in config.rules}
+        #: The engine the rows go through: once the iteration ended, what the rules hold at the trace's end
+        #: (``linli explain --trace`` asks it what a routine learned).
+        self.engine = RuleEngine(config.rules, timezone=config.gateway.timezone)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        engine = RuleEngine(self.config.rules, timezone=self.config.gateway.timezone)
+        engine = self.engine
         with open_trace(self.path) as file:
             readings = read_trace(trace_lines(file, self.path), name=os.path.basename(self.path))
             try:

@@ -51,10 +51,15 @@ trap 'rm -rf "$work"' EXIT
 # sign NAME KEY CERT EXTFILE_OR_EMPTY EXTENSIONS DAYS: CSR for CN=NAME, signed by the CA.
 sign() {
     openssl req -new -config "$CNF" -key "$2" -subj "/CN=$1" -out "$work/req.csr"
+    sign_request "$1" "$work/req.csr" "$3" "$4" "$5" "$6"
+}
+
+# sign_request NAME CSR CERT EXTFILE_OR_EMPTY EXTENSIONS DAYS: the CA signs a request for CN=NAME.
+sign_request() {
     local extfile=()
     [[ -z $4 ]] || extfile=(-extfile "$4")
     if ! openssl ca -batch -notext -config "$CNF" "${extfile[@]}" -extensions "$5" -days "$6" \
-            -in "$work/req.csr" -out "$3" 2>"$work/ca.log"; then
+            -in "$2" -out "$3" 2>"$work/ca.log"; then
         cat "$work/ca.log" >&2
         rm -f "$3"
         die "the CA refused to sign a certificate for $1"

@@ -47,11 +47,7 @@ id=${id#CN=}
 check_id "the request's common name" "$id"
 [[ -z $expected || $expected == "$id" ]] || die "the request is for \"$id\", not \"$expected\""
 
-if ! openssl ca -batch -notext -config "$CNF" -extensions client_ext -days "$days" \
-        -in "$csr" -out "$work/signed.crt" 2>"$work/ca.log"; then
-    cat "$work/ca.log" >&2
-    die "the CA refused to sign the request for $id"
-fi
+sign_request "$id" "$csr" "$work/signed.crt" "" client_ext "$days"
 mkdir -p "$dir/gateways"
 cp "$work/signed.crt" "$dir/gateways/$id.crt.$(date -u +%Y%m%dT%H%M%SZ)"
 install -m 0644 "$work/signed.crt" "$out"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import zoneinfo
 from collections.abc import Callable
 from typing import Any
@@ -66,18 +65,16 @@ def run(args: argparse.Namespace, config_path: str, ask_agent: Callable[[str, di
 
 
 def _from_trace(config, path: str, alarm: str, refused: Callable[[str], Exception]) -> dict[str, Any]:
-    from edge.replay import replay
-    from edge.rules import RuleEngine, RuleError
-    from edge.trace import open_trace, read_trace, trace_lines
+    from edge.replay import TraceReplay
+    from edge.rules import RuleError
 
-    engine = RuleEngine(config.rules, timezone=config.gateway.timezone)
-    with open_trace(path) as file:
-        for _transition in replay(engine, read_trace(trace_lines(file, path), name=os.path.basename(path))):
-            pass
-    if engine.now is None:
+    replayed = TraceReplay(config, path)
+    for _transition in replayed:
+        pass
+    if replayed.engine.now is None:
         raise refused(_("{path} has no readings to learn from").format(path=path))
     try:
-        return engine.explain(alarm, engine.now)
+        return replayed.engine.explain(alarm, replayed.engine.now)
     except RuleError as exc:
         raise refused(str(exc)) from None
 
