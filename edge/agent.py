@@ -29,7 +29,7 @@ from edge.commands import CommandError, Commands
 from edge.cert_renewal import CertRenewal, certificate_days_left
 from edge.cert_store import renewed
 from edge.config import Config
-from edge.config_remote import ConfigChanges
+from edge.config_remote import ConfigChanges, readiness
 from edge.control import ControlServer, served
 from edge.core import LEARNED_STATE, RULES_STATE, AlarmSink, Core, Rules
 from edge.errors import ConfigError
@@ -45,6 +45,8 @@ from edge import rule_calls
 from edge.rules import RuleEngine, RuleError
 from edge.sampler import BusWorker, SensorSlot
 from edge.supervisor import Supervisor, reason
+from edge.update.handoff import Handoff, update_folder
+from edge.update.remote import UpdateReports, UpdateRequests
 from edge.uplink import Uplink
 
 log = logging.getLogger("linli.agent")
@@ -91,6 +93,9 @@ class Agent:
         self._reloads_on = "caller"   # which thread reloads for apply_config: caller, main, or none (stopping)
         # One for every uplink: a repeated request id is recognised across reloads, and a slow
         # command's reply goes to the uplink of the moment.
+        # Self-update (decision 0010): the updater, root, does the work; the agent asks and answers.
+        self.updates = UpdateRequests(Handoff(update_folder(config.buffer.path)), __version__)
+        self._update_reports: UpdateReports | None = None
         self.remote = Commands(config.gateway.id, self.command_handlers(), send=self._send_late_reply,
                                audit=Audit("mqtt", lambda: self.core, self.clock.now_ms))
 
@@ -111,6 +116,10 @@ class Agent:
             self._open_outbox()
             self._start_workers()
             self._start_control()
+            self._update_reports = UpdateReports(
+                self.updates, self._send_late_reply, lambda via: Audit(via, lambda: self.core, self.clock.now_ms),
+                self.config.gateway.id)
+            self._update_reports.start()
         except BaseException:
             self.outputs.close()
             self._lock.release()
@@ -223,6 +232,8 @@ class Agent:
         self._supervisor.release()
         try:
             self.drill.finish()   # before the uplink stops: the clear may still leave in the drain
+            if self._update_reports is not None:
+                self._update_reports.stop()
             if self.control is not None:
                 self.control.stop()
                 self.control = None
@@ -341,7 +352,9 @@ class Agent:
             "watch": lambda _args: self.live_view(),
             "alarms": lambda _args: {"alarms": raised_alarms(self.core, self.drill)},
             "alarm_test": self.drill.start,
+            "readiness": lambda _args: readiness(self),
             **self.changes.handlers(),
+            **self.updates.handlers(),
             **CertRenewal(self).handlers(),
         }
 
@@ -411,6 +424,7 @@ class Agent:
             "outputs": self.outputs.status(),
             "learning": self.core.learning if self.core else [],
             "cert_expiry_days": certificate_days_left(renewed(self.config)),
+            "update": self.updates.last(),
         }
         return gather(outbox_stats, self.clock, self.started, extra, outbox_path=self.config.buffer.path)
 

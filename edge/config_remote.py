@@ -19,6 +19,7 @@ Every change is logged with its request id, what it changed from and to, and how
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -156,6 +157,18 @@ def unhealthy(agent: Agent, config: Config, need_broker: bool) -> list[str]:
             why = uplink.get("last_error") or "not connected yet"
             problems.append(f"broker {config.mqtt.host}:{config.mqtt.port}: {why}")
     return problems
+
+
+def readiness(agent: Agent) -> dict[str, Any]:
+    """The ``readiness`` command: the health gate asked from outside (the updater, :mod:`edge.update.service`).
+
+    The broker link is reported apart: only the asker knows whether it was up before.
+    """
+    from edge import __version__
+
+    uplink = agent.uplink.status() if agent.uplink else {}
+    return {"version": __version__, "pid": os.getpid(), "problems": unhealthy(agent, agent.config, False),
+            "broker": {"connected": bool(uplink.get("connected")), "last_error": uplink.get("last_error")}}
 
 
 def _set_arguments(args: dict[str, Any]) -> tuple[str, str | None, float]:

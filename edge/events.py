@@ -22,7 +22,7 @@ from typing import Any, Callable
 log = logging.getLogger("linli.events")
 
 #: The commands that change something; the others only read.
-CHANGING = frozenset({"config_set", "away", "alarm_ack", "alarm_test", "cert_csr", "cert_install"})
+CHANGING = frozenset({"config_set", "away", "alarm_ack", "alarm_test", "cert_csr", "cert_install", "update"})
 #: Longest ``detail`` kept: an invalid config's list of problems can be long, the record must stay small.
 MAX_DETAIL = 2000
 

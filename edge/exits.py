@@ -28,6 +28,8 @@ EX_CANTCREAT = 73
 EX_IOERR = 74
 #: Try again later: another agent already runs on this outbox.
 EX_TEMPFAIL = 75
+#: Not allowed: the command needs root (``linli update``).
+EX_NOPERM = 77
 #: The configuration is wrong.
 EX_CONFIG = 78
 #: Ctrl-C (128 + SIGINT, as a shell reports it).

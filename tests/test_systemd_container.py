@@ -68,7 +68,8 @@ class Container:
             if self.proc.poll() is not None:
                 break
             pids = children.read_text().split()
-            if pids:
+            # systemd-nspawn forks through a helper before the container's init: only systemd itself will do.
+            if pids and _comm(pids[0]) == "systemd":
                 return int(pids[0])
             time.sleep(0.05)
         pytest.skip(f"systemd-nspawn could not start a container here:\n{self.log.read_text(errors='replace')[-2000:]}")
@@ -101,6 +102,13 @@ class Container:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _comm(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from edge.cli import (alarm, away, completion, config, decode, demo, doctor, evaluate, explain, logs, outbox, probe,
-                      render, replay, run, scan, status, version, watch)
+                      render, replay, run, scan, status, update, version, watch)
 from edge.cli.common import Parser, Register, add_config_option
 from edge.errors import LinliError
 from edge.exits import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, EX_USAGE
@@ -36,6 +36,7 @@ GROUPS: tuple[Register, ...] = (
     decode.register,
     probe.register,
     scan.register,
+    update.register,
     version.register,
     completion.register,
     logs.register,

@@ -1,0 +1,50 @@
+"""Release packages built from this checkout for the update tests, as a release manager would build them.
+
+:func:`build_bundle` copies the package sources, sets the version (and, for the broken ones, puts a
+crash where it is asked), builds the wheel with pip against the offline index (tests/offline_index.py)
+and packs it with the wheels it needs into a ``.tar.gz``: the documented bundle, which installs
+without network.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from tests.install_helpers import copy_tree
+from tests.offline_index import pip_env
+
+#: Where a broken release crashes: at ``import edge`` (every linli command fails), or when the agent's
+#: module is imported (``linli version`` and ``config check`` work, ``linli run`` dies at start).
+CRASHES = {"import": "edge/__init__.py", "agent": "edge/agent.py"}
+
+
+def build_wheel(work: Path, version: str, index: Path, cache: Path, crash: str | None = None) -> Path:
+    tree = copy_tree(work / f"tree-{version}")
+    init = tree / "edge" / "__init__.py"
+    text = init.read_text()
+    assert '__version__ = "' in text
+    init.write_text(text.replace(text[text.index('__version__ = "'):].split("\n", 1)[0],
+                                 f'__version__ = "{version}"'))
+    if crash is not None:
+        module = tree / CRASHES[crash]
+        module.write_text(module.read_text() + f'\nraise RuntimeError("release {version} is broken on purpose")\n')
+    out = work / f"wheel-{version}"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(tree)],
+                   env=pip_env(index, cache), check=True, capture_output=True, timeout=300)
+    (wheel,) = out.glob("linli_edge-*.whl")
+    return wheel
+
+
+def build_bundle(work: Path, version: str, index: Path, cache: Path, crash: str | None = None) -> Path:
+    """``linli-edge-<version>.tar.gz``: the agent's wheel and every wheel it needs (not setuptools)."""
+    wheel = build_wheel(work, version, index, cache, crash)
+    bundle = work / f"linli-edge-{version}.tar.gz"
+    with tarfile.open(bundle, "w:gz") as archive:
+        archive.add(wheel, arcname=wheel.name)
+        for dependency in sorted(index.glob("*.whl")):
+            if not dependency.name.startswith("setuptools-"):
+                archive.add(dependency, arcname=dependency.name)
+    return bundle

@@ -1,0 +1,163 @@
+"""Self-update under systemd itself: releases built from this checkout, updated between over MQTT.
+
+A systemd container (tests/test_systemd_container.py) with the three shipped units installed
+unchanged. Four bundles are built as a release manager builds them: 9.1.0 and 9.2.0 work, 9.3.0
+dies when the agent starts (its agent module raises at import) and 9.4.0 cannot even be imported.
+The first is installed with ``linli update`` as a technician would; then everything goes through
+``cmd/update`` and ``linli-update.path``: 9.2.0 is taken, 9.3.0 is switched to and switched back,
+9.4.0 is refused before any switch, and after a restart 9.2.0 still runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from tests.mqtt_helpers import wait_until
+from tests.offline_index import build_index
+from tests.release_helpers import build_bundle
+from tests.test_systemd_container import ROOT, VENV, Container, why_not
+from tests.test_systemd_unit import BASE, CONFIG, readings
+
+GATEWAY = "gw-unit"
+PACKAGES = "/srv/packages"
+UNITS = ("linli-edge.service", "linli-update.path", "linli-update.service")
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    if why_not():
+        pytest.skip(why_not())
+    work = tmp_path_factory.mktemp("releases")
+    index, cache = build_index(work / "index"), work / "pip-cache"
+    built = {version: build_bundle(work, version, index, cache, crash)
+             for version, crash in (("9.1.0", None), ("9.2.0", None), ("9.3.0", "agent"), ("9.4.0", "import"))}
+    folder = work / "packages"
+    folder.mkdir()
+    for bundle in built.values():
+        bundle.rename(folder / bundle.name)
+    return folder
+
+
+@pytest.fixture
+def container(tmp_path, broker, bundles):
+    sysusers = tmp_path / "linli.conf"
+    sysusers.write_text('u linli - "linli-edge agent" /var/lib/linli\ng gpio -\ng i2c -\n')
+    config = tmp_path / "edge.toml"
+    config.write_text(CONFIG.replace("{port}", str(broker.port)).replace("{root}", ""))
+    config.chmod(0o644)
+    binds = [(sysusers, "/etc/sysusers.d/linli.conf"), (config, "/etc/linli/edge.toml"), (bundles, PACKAGES),
+             *((ROOT / "systemd" / unit, f"/etc/systemd/system/{unit}") for unit in UNITS),
+             (VENV, str(VENV)), (ROOT, str(ROOT))]
+    running = Container(tmp_path, binds)
+    try:
+        running.booted()
+        yield running
+    finally:
+        running.close()
+
+
+class Operator:
+    """The central side: a request on cmd/<name>, its reply from what the subscriber saw."""
+
+    def __init__(self, broker, sub):
+        self.sub = sub
+        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="test-operator")
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def replies(self, request_id):
+        return [m.payload for m in self.sub.messages("command_reply") if m.payload["id"] == request_id]
+
+    def ask(self, name, request_id, args=None, timeout=20.0):
+        body = {"v": 1, "gateway": GATEWAY, "id": request_id, "name": name, "args": args or {}}
+        self.client.publish(f"{BASE}/cmd/{name}", json.dumps(body), qos=1).wait_for_publish(5)
+        self.sub.wait_for(lambda _m: self.replies(request_id), timeout, f"the reply to {request_id}")
+        return self.replies(request_id)[-1]
+
+    def version(self):
+        """The version that answers a ping, once one answers (the agent subscribes just after its start)."""
+        for attempt in range(60):
+            try:
+                return self.ask("ping", f"ping-{len(self.sub.messages())}-{attempt}", timeout=1)["result"]["version"]
+            except AssertionError:
+                continue
+        raise AssertionError("the agent never answered a ping")
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def update(operator, bundles, version, request_id, deadline=30):
+    bundle = bundles / f"linli-edge-{version}.tar.gz"
+    return operator.ask("update", request_id, {"path": f"{PACKAGES}/{bundle.name}", "sha256": sha256(bundle),
+                                               "deadline_s": deadline}, timeout=240)
+
+
+def current(container):
+    return container.run("readlink /opt/linli/current").stdout.strip()
+
+
+def test_updates_over_mqtt_switch_back_from_a_broken_release_and_survive_a_restart(container, broker, bundles,
+                                                                                   subscriber_factory):
+    sub = subscriber_factory(broker.host, broker.port, BASE + "/#")
+    operator = Operator(broker, sub)
+    try:
+        # The first release, by a technician: nothing runs yet, nothing to go back to.
+        first = container.run(f"{VENV}/bin/linli update --json {PACKAGES}/linli-edge-9.1.0.tar.gz", timeout=300)
+        assert first.returncode == 0, first.stdout + first.stderr + container.run("journalctl -b").stdout[-3000:]
+        assert json.loads(first.stdout)["outcome"] == "updated"
+        assert re.fullmatch(r"releases/9\.1\.0-[0-9a-f]{12}", current(container))
+        assert operator.version() == "9.1.0"
+        assert container.run("systemctl enable --now linli-update.path").returncode == 0
+
+        # 9.2.0 over MQTT: the updater takes it, the new agent answers.
+        reply = update(operator, bundles, "9.2.0", "up-2")
+        assert reply["ok"], reply
+        assert reply["result"]["to"]["version"] == "9.2.0" and reply["result"]["from"]["version"] == "9.1.0"
+        assert re.fullmatch(r"releases/9\.2\.0-[0-9a-f]{12}", current(container))
+        assert container.run("readlink /opt/linli/previous").stdout.strip().startswith("releases/9.1.0-")
+        assert operator.version() == "9.2.0"
+        pid = container.run("systemctl show -p MainPID --value linli-edge").stdout.strip()
+        assert container.run(f"ps -o user= -p {pid}").stdout.strip() == "linli"
+
+        # 9.3.0 dies at start: switched to, found dead, switched back; the sensors go on.
+        reply = update(operator, bundles, "9.3.0", "up-3", deadline=20)
+        assert not reply["ok"]
+        assert "rolled back" in reply["error"] and "broken on purpose" in reply["error"], reply
+        assert current(container).startswith("releases/9.2.0-")
+        assert not any(name.startswith("9.3.0") for name in container.run("ls /opt/linli/releases").stdout.split())
+        count = len(readings(sub))
+        sub.wait_for(lambda _m: len(readings(sub)) >= count + 3, 20, "readings after the switch back")
+        health = operator.ask("health", "health-1")["result"]
+        assert health["version"] == "9.2.0"
+        assert health["update"]["outcome"] == "rolled_back" and health["update"]["id"] == "up-3"
+
+        # 9.4.0 cannot be imported: refused before anything is switched; the same agent runs on.
+        pid = container.run("systemctl show -p MainPID --value linli-edge").stdout.strip()
+        reply = update(operator, bundles, "9.4.0", "up-4")
+        assert not reply["ok"] and "9.4.0 does not start" in reply["error"], reply
+        assert container.run("systemctl show -p MainPID --value linli-edge").stdout.strip() == pid
+        assert current(container).startswith("releases/9.2.0-")
+
+        # Every outcome is in the audit trail once.
+        def events():
+            return [m.payload for m in sub.messages("event") if m.payload["event"] == "update"]
+        wait_until(lambda: len(events()) >= 3, 10, "three update events")
+        assert [(e["request_id"], e["outcome"]) for e in events()] == \
+            [("up-2", "applied"), ("up-3", "rolled_back"), ("up-4", "refused")], events()
+
+        # A restart keeps the release that was switched to.
+        assert container.run("systemctl restart linli-edge").returncode == 0
+        assert operator.version() == "9.2.0"
+    finally:
+        operator.close()
