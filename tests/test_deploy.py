@@ -160,6 +160,20 @@ def test_updater_units_follow_the_contract():
     assert agent == f"{RELEASE_LINKS[0]}bin/linli run --config {DEFAULT_PATH}"
 
 
+def test_every_setting_of_the_updater_units_is_explained():
+    """systemd/README.md's updater section names each setting with its value, as the agent's sections do."""
+    readme = (UNIT.parent / "README.md").read_text()
+    section = readme[readme.index("## The updater"):]
+    for path in UPDATER_UNITS:
+        for name, settings in unit_settings(path).items():
+            for key, values in settings.items():
+                if key == "Description":
+                    continue
+                for value in values:
+                    assert f"`{key}={value}`" in section, f"{path.name} [{name}] {key}={value}"
+    assert "no `User=`" in section and "User" not in unit_settings(UPDATER_UNITS[1])["Service"]
+
+
 def test_unit_sandbox_exposure_stays_low(tmp_path):
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
