@@ -433,7 +433,10 @@ create_user() {
 build_release() {
     local dir=$root$RELEASES/$release_id pip
     if [[ -f $dir/$MARKER ]]; then
-        marker_matches "$dir" && return 0
+        if marker_matches "$dir"; then
+            [[ $(release_of "$CURRENT") == "$release_id" ]] || say "reusing the complete release $RELEASES/$release_id"
+            return 0
+        fi
         die "$RELEASES/$release_id holds another package than $package (see its $MARKER); remove it first"
     fi
     if [[ -e $dir ]]; then
@@ -447,8 +450,13 @@ build_release() {
     pip=("$dir/bin/python" -m pip install --disable-pip-version-check --no-input)
     [[ -z $wheelhouse ]] || pip+=(--no-index --find-links "$wheelhouse")
     run "${pip[@]}" "$package"
+    # The release on disk before its marker, the marker before any link points at it: a power cut
+    # leaves a release without a marker (built again) rather than a marker on half-written files.
+    run sync -f "$dir"
     write_marker "$work/$MARKER"
-    run install -m 0644 "$work/$MARKER" "$dir/$MARKER"
+    run install -m 0644 "$work/$MARKER" "$dir/$MARKER.linli-new"
+    run mv -f "$dir/$MARKER.linli-new" "$dir/$MARKER"
+    run sync -f "$dir"
 }
 
 # switch_release: current to this release, previous to the one current was; then only those two are kept.
@@ -466,7 +474,8 @@ switch_release() {
         point "$CURRENT" "releases/$release_id"
         say "release $release_id is current${was:+ (the one before, $was, is previous)}"
         agent_changed=1
-        keep=("$release_id" "$was")
+        # With no current to go back to (a first install), a previous left from before is kept.
+        keep=("$release_id" "${was:-$(release_of "$PREVIOUS")}")
     fi
     mapfile -t names < <(find "$root$RELEASES" -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort)
     for name in "${names[@]}"; do
