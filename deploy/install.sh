@@ -8,9 +8,9 @@
 #   --dry-run            print what would be done and change nothing (needs no root)
 #   --no-mqtt-clients    skip mosquitto-clients (mosquitto_sub/_pub, handy for a technician)
 #   --wheelhouse DIR     install Python packages only from the wheels in DIR (a gateway without Internet)
-#   --root DIR           install into the tree DIR as if it were / (users, venv, configuration, unit,
+#   --root DIR           install into the tree DIR as if it were / (users, release, configuration, units,
 #                        journald, fstab, cmdline.txt all under DIR; apt is left alone). For trying the
-#                        installer out and for tests: the venv it makes works from DIR only
+#                        installer out and for tests: the release venv it makes works from DIR only
 #
 # Sparing the SD card (deploy/README.md says what each choice costs):
 #   --journal capped     the system journal on the SD card, at most 64 MB and one month (default)
@@ -27,15 +27,18 @@
 #   1. apt packages python3-venv, python3-lgpio (and mosquitto-clients; overlayroot for the overlay)
 #   2. the groups dialout, gpio, i2c (Raspberry Pi OS has them; plain Debian gets them created)
 #      and the system user linli in them
-#   3. the venv /opt/linli/venv (with the system site packages, for python3-lgpio), the package in
-#      it (again only when it differs from the one installed), and /usr/local/bin/linli
+#   3. the release /opt/linli/releases/<version>-<12 hex of the package's sha256>: a venv (with the
+#      system site packages, for python3-lgpio) with the package in it and linli-release.json, made
+#      only when no complete release of this package is there; /opt/linli/current switched to it
+#      (/opt/linli/previous to the one before), older releases removed, /usr/local/bin/linli
 #   4. /etc/linli/edge.toml from deploy/edge.toml.example, only when there is none: an existing
 #      configuration is never overwritten
 #   5. the SD-card settings: a journald drop-in, mount options in /etc/fstab, the overlayroot=
 #      setting in /boot/firmware/cmdline.txt (a changed fstab or cmdline.txt is first copied to
 #      FILE.linli-backup-TIME)
-#   6. the systemd unit, installed and enabled; an agent already running is restarted when its
-#      package or unit changed, so that it runs the version just installed
+#   6. the systemd units linli-edge.service, linli-update.path and linli-update.service, installed
+#      and enabled; an agent already running is restarted when its release or unit changed, so that
+#      it runs the version just installed; then the venv /opt/linli/venv of earlier installers goes
 set -euo pipefail
 # What the installer creates must be readable by the linli user, whatever umask root has.
 umask 022
@@ -43,13 +46,21 @@ umask 022
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tree=$(cd "$here/.." && pwd)
 
-readonly VENV=/opt/linli/venv
-readonly PACKAGE_STAMP=$VENV/.linli-package.sha256
+# The release layout the updater (edge/update/, `linli update`) shares: releases side by side, two links.
+readonly PREFIX=/opt/linli
+readonly RELEASES=$PREFIX/releases
+readonly CURRENT=$PREFIX/current
+readonly PREVIOUS=$PREFIX/previous
+readonly MARKER=linli-release.json       # written last: a release without it is incomplete
+readonly COMMAND_LINK=/usr/local/bin/linli
+readonly OLD_VENV=$PREFIX/venv           # the single venv of earlier installers
 readonly CONF_DIR=/etc/linli
 readonly CONF_FILE=$CONF_DIR/edge.toml
 readonly STATE_DIR=/var/lib/linli
 readonly UNIT_NAME=linli-edge.service
-readonly UNIT_DEST=/etc/systemd/system/$UNIT_NAME
+readonly UNIT_DIR=/etc/systemd/system
+# The agent's unit, then the updater's: the path unit starts the service when the agent was asked for an update.
+readonly UNIT_NAMES=("$UNIT_NAME" linli-update.path linli-update.service)
 readonly JOURNALD_DROPIN=/etc/systemd/journald.conf.d/90-linli-edge.conf
 readonly CMDLINE=/boot/firmware/cmdline.txt
 readonly AGENT_USER=linli
@@ -64,6 +75,9 @@ root=            # "" is the running system; else the tree given with --root
 apt_packages=(python3-venv python3-lgpio mosquitto-clients)
 wheelhouse=
 package=
+version=         # of the package, and its sha256: together they name its release
+sha256=
+release_id=
 journal=capped
 fstab=noatime
 commit=
@@ -171,6 +185,55 @@ package_fingerprint() {
     fi | cut -d' ' -f1
 }
 
+# package_version: the version a release is named by: from the wheel file's name, or setup.cfg's.
+package_version() {
+    local version
+    if [[ -f $package ]]; then
+        version=$(basename "$package" | cut -d- -f2)        # linli_edge-VERSION-py3-none-any.whl
+    else
+        version=$(sed -n 's/^version[[:space:]]*=[[:space:]]*//p' "$package/setup.cfg" | head -n 1)
+    fi
+    # It becomes a directory name: only what a version may hold, and a fixed one (no "attr:").
+    [[ $version =~ ^[0-9][A-Za-z0-9.+!_]*$ ]] \
+        || die "cannot tell the version of $package (found \"$version\"; setup.cfg needs version = X.Y.Z)"
+    printf '%s\n' "$version"
+}
+
+# marker_matches DIR: DIR's linli-release.json names this package (version and sha256).
+marker_matches() {
+    python3 - "$1/$MARKER" "$version" "$sha256" <<'EOF_PY' 2>/dev/null
+import json, sys
+with open(sys.argv[1]) as marker:
+    found = json.load(marker)
+sys.exit(not (found.get("version") == sys.argv[2] and found.get("sha256") == sys.argv[3]))
+EOF_PY
+}
+
+# write_marker FILE: the release's linli-release.json (the keys the updater reads, in the contract's order).
+write_marker() {
+    local label="source tree"
+    [[ ! -f $package ]] || label=$(basename "$package")
+    python3 -c 'import json, sys
+print(json.dumps(dict(zip(("version", "sha256", "package", "installed"), sys.argv[1:])), indent=2))' \
+        "$version" "$sha256" "$label" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$1"
+}
+
+# point LINK TARGET: make LINK a symlink to TARGET, atomically (a new link renamed over the old one).
+point() {
+    local link=$root$1 target=$2
+    [[ -L $link && $(readlink "$link") == "$target" ]] && return 0
+    run ln -sfn "$target" "$link.linli-new"
+    run mv -T "$link.linli-new" "$link"
+}
+
+# release_of LINK: the release id LINK points at ("" when it is missing or points elsewhere).
+release_of() {
+    local target
+    target=$(readlink "$root$1" 2>/dev/null) || return 0
+    [[ $target == releases/* && -d $root$PREFIX/$target ]] && printf '%s\n' "${target#releases/}"
+    return 0
+}
+
 # overlayroot_setting FILE: the overlayroot= value on a kernel command line ("" when there is none).
 overlayroot_setting() {
     local token tokens=()
@@ -265,7 +328,13 @@ preconditions() {
     fi
     [[ -n $package ]] || package=$tree
     [[ -f $package || -f $package/setup.cfg ]] || die "no package: $package has no setup.cfg"
-    [[ -f $tree/systemd/$UNIT_NAME ]] || die "missing $tree/systemd/$UNIT_NAME"
+    version=$(package_version)
+    sha256=$(package_fingerprint)
+    release_id=$version-${sha256:0:12}
+    local unit
+    for unit in "${UNIT_NAMES[@]}"; do
+        [[ -f $tree/systemd/$unit ]] || die "missing $tree/systemd/$unit"
+    done
     [[ -f $here/edge.toml.example ]] || die "missing $here/edge.toml.example"
     command -v python3 >/dev/null || die "python3 is not installed"
     python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -357,31 +426,65 @@ create_user() {
     done
 }
 
-# --- 3. venv and package -----------------------------------------------------------------------------
-install_package() {
-    local fingerprint pip=("$root$VENV/bin/python" -m pip install --disable-pip-version-check --no-input)
+# --- 3. the release and the switch to it -------------------------------------------------------------
+# A venv records its absolute path in its scripts, so a release is built at its final name; the
+# marker, written last, is what makes it complete. A directory without one is left over from a build
+# that was cut short (pip interrupted, power lost) and is built again; current never points at one.
+build_release() {
+    local dir=$root$RELEASES/$release_id pip
+    if [[ -f $dir/$MARKER ]]; then
+        if marker_matches "$dir"; then
+            [[ $(release_of "$CURRENT") == "$release_id" ]] || say "reusing the complete release $RELEASES/$release_id"
+            return 0
+        fi
+        die "$RELEASES/$release_id holds another package than $package (see its $MARKER); remove it first"
+    fi
+    if [[ -e $dir ]]; then
+        say "removing $RELEASES/$release_id: it has no $MARKER, so its build was cut short"
+        run rm -rf "$dir"
+    fi
+    say "installing $package as the release $RELEASES/$release_id"
+    ensure_dir 0755 0 0 "$root$PREFIX"
+    ensure_dir 0755 0 0 "$root$RELEASES"
+    run python3 -m venv --system-site-packages "$dir"
+    pip=("$dir/bin/python" -m pip install --disable-pip-version-check --no-input)
     [[ -z $wheelhouse ]] || pip+=(--no-index --find-links "$wheelhouse")
-    fingerprint=$(package_fingerprint)
-    if [[ ! -x $root$VENV/bin/python ]]; then
-        say "creating the venv $VENV"
-        ensure_dir 0755 0 0 "$root$(dirname "$VENV")"
-        run python3 -m venv --system-site-packages "$root$VENV"
-    fi
-    if [[ -x $root$VENV/bin/linli && $(cat "$root$PACKAGE_STAMP" 2>/dev/null) == "$fingerprint" ]]; then
-        say "linli-edge is already installed from this package"
+    run "${pip[@]}" "$package"
+    # The release on disk before its marker, the marker before any link points at it: a power cut
+    # leaves a release without a marker (built again) rather than a marker on half-written files.
+    run sync -f "$dir"
+    write_marker "$work/$MARKER"
+    run install -m 0644 "$work/$MARKER" "$dir/$MARKER.linli-new"
+    run mv -f "$dir/$MARKER.linli-new" "$dir/$MARKER"
+    run sync -f "$dir"
+}
+
+# switch_release: current to this release, previous to the one current was; then only those two are kept.
+switch_release() {
+    local was keep names name
+    was=$(release_of "$CURRENT")
+    if [[ $was == "$release_id" ]]; then
+        say "linli-edge is already installed from this package (release $release_id is current)"
+        keep=("$release_id" "$(release_of "$PREVIOUS")")
     else
-        say "installing $package into $VENV"
-        run "${pip[@]}" --upgrade "$package"
-        # pip keeps an installed version equal to a wheel's even when the wheel's contents differ.
-        [[ ! -f $package ]] || run "${pip[@]}" --force-reinstall --no-deps "$package"
-        printf '%s\n' "$fingerprint" >"$work/package.sha256"
-        run install -m 0644 "$work/package.sha256" "$root$PACKAGE_STAMP"
+        # previous first: a cut at any point leaves both links on complete releases.
+        if [[ -n $was ]]; then
+            point "$PREVIOUS" "releases/$was"
+        fi
+        point "$CURRENT" "releases/$release_id"
+        say "release $release_id is current${was:+ (the one before, $was, is previous)}"
         agent_changed=1
+        # With no current to go back to (a first install), a previous left from before is kept.
+        keep=("$release_id" "${was:-$(release_of "$PREVIOUS")}")
     fi
-    if [[ $(readlink "$root/usr/local/bin/linli") != "$VENV/bin/linli" ]]; then
-        ensure_dir 0755 0 0 "$root/usr/local/bin"
-        run ln -sfn "$VENV/bin/linli" "$root/usr/local/bin/linli"
-    fi
+    mapfile -t names < <(find "$root$RELEASES" -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort)
+    for name in "${names[@]}"; do
+        [[ $name == "${keep[0]}" || $name == "${keep[1]}" ]] && continue
+        say "removing the release $name: only current and previous are kept"
+        run rm -rf "$root$RELEASES/${name:?}"
+    done
+    ensure_dir 0755 0 0 "$root$(dirname "$COMMAND_LINK")"
+    point "$COMMAND_LINK" "$CURRENT/bin/linli"
 }
 
 # --- 4. configuration ---------------------------------------------------------------------------------
@@ -481,25 +584,48 @@ set_overlay_root() {
     overlay_changed=1
 }
 
-# --- 6. systemd unit ----------------------------------------------------------------------------------
-install_unit() {
-    local unit_changed=0
-    ensure_dir 0755 0 0 "$root$(dirname "$UNIT_DEST")"
-    if ! cmp -s "$tree/systemd/$UNIT_NAME" "$root$UNIT_DEST"; then
-        say "installing $UNIT_NAME"
-        run install -m 0644 "$tree/systemd/$UNIT_NAME" "$root$UNIT_DEST"
-        unit_changed=1
-        agent_changed=1
-    fi
+# --- 6. systemd units --------------------------------------------------------------------------------
+install_units() {
+    local unit units_changed=0 path_changed=0
+    ensure_dir 0755 0 0 "$root$UNIT_DIR"
+    for unit in "${UNIT_NAMES[@]}"; do
+        cmp -s "$tree/systemd/$unit" "$root$UNIT_DIR/$unit" && continue
+        say "installing $unit"
+        run install -m 0644 "$tree/systemd/$unit" "$root$UNIT_DIR/$unit"
+        units_changed=1
+        case $unit in
+            "$UNIT_NAME") agent_changed=1 ;;
+            *.path) path_changed=1 ;;
+        esac
+    done
     if live && [[ -d /run/systemd/system ]]; then
-        ((unit_changed == 0)) || run systemctl daemon-reload
-        systemctl is-enabled --quiet "$UNIT_NAME" || run systemctl enable "$UNIT_NAME"
+        ((units_changed == 0)) || run systemctl daemon-reload
+        for unit in "${UNIT_NAMES[@]}"; do
+            systemctl is-enabled --quiet "$unit" || run systemctl enable "$unit"
+        done
+        # The path unit watches from now on, not only from the next boot; a changed one watches anew.
+        if ((path_changed)) || ! systemctl is-active --quiet linli-update.path; then
+            run systemctl restart linli-update.path
+        fi
         ((agent_changed == 0)) || run systemctl try-restart "$UNIT_NAME"
     else
         # An image in a chroot or a --root tree: no running systemd to talk to, but enabling works offline.
-        systemctl --root="${root:-/}" is-enabled --quiet "$UNIT_NAME" 2>/dev/null \
-            || run systemctl --root="${root:-/}" enable "$UNIT_NAME"
+        for unit in "${UNIT_NAMES[@]}"; do
+            systemctl --root="${root:-/}" is-enabled --quiet "$unit" 2>/dev/null \
+                || run systemctl --root="${root:-/}" enable "$unit"
+        done
     fi
+}
+
+# The venv of earlier installers goes once the agent's unit runs the current release instead.
+remove_old_venv() {
+    [[ -d $root$OLD_VENV && ! -L $root$OLD_VENV ]] || return 0
+    if grep -q "$OLD_VENV/" "$tree/systemd/$UNIT_NAME"; then
+        say "keeping $OLD_VENV: $UNIT_NAME still runs it"
+        return 0
+    fi
+    say "removing $OLD_VENV, the venv of an earlier installer: the agent runs $CURRENT now"
+    run rm -rf "$root$OLD_VENV"
 }
 
 finish() {
@@ -530,11 +656,13 @@ if ((overlay_active)); then
 else
     install_apt_packages
     create_user
-    install_package
+    build_release
+    switch_release
     install_config
     set_journal
     set_mount_options
     set_overlay_root
-    install_unit
+    install_units
+    remove_old_venv
 fi
 finish

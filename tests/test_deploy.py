@@ -98,27 +98,80 @@ def test_unit_agrees_with_the_config_defaults():
     assert BufferConfig().path.startswith(f"/var/lib/{svc['StateDirectory'][0]}/")
 
 
-def _analyzable_unit(tmp_path: Path, text: str) -> Path:
+#: The updater's units beside the agent's: the path unit starts the service when the agent was asked to update.
+UPDATER_UNITS = (UNIT.parent / "linli-update.path", UNIT.parent / "linli-update.service")
+#: Where the installer puts the releases; the units run the command of the current one (or the previous one).
+RELEASE_LINKS = ("/opt/linli/current/", "/opt/linli/previous/")
+
+
+def _analyzable_unit(tmp_path: Path, text: str, name: str = "linli-edge.service") -> Path:
     # `systemd-analyze verify` insists that ExecStart's program exists; on a dev machine
-    # /opt/linli/venv/bin/linli does not, so only that path points at a stand-in executable.
-    stand_in = tmp_path / "linli"
-    stand_in.write_text("#!/bin/sh\n")
-    stand_in.chmod(0o755)
-    assert "/opt/linli/venv/bin/linli" in text
-    unit = tmp_path / "linli-edge.service"
-    unit.write_text(text.replace("/opt/linli/venv/bin/linli", str(stand_in)))
+    # /opt/linli/current/bin/linli does not, so only the release links point at a stand-in release.
+    stand_in = tmp_path / "release"
+    (stand_in / "bin").mkdir(parents=True, exist_ok=True)
+    (stand_in / "bin/linli").write_text("#!/bin/sh\n")
+    (stand_in / "bin/linli").chmod(0o755)
+    unit = tmp_path / name
+    for prefix in RELEASE_LINKS:
+        text = text.replace(prefix, f"{stand_in}/")
+    unit.write_text(text)
     return unit
 
 
 def test_unit_passes_systemd_analyze_verify(tmp_path):
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed; test_unit_key_settings still checks the unit")
+    assert "/opt/linli/current/bin/linli" in UNIT.read_text()
     good = sh("systemd-analyze", "verify", _analyzable_unit(tmp_path, UNIT.read_text()), check=False)
     assert good.returncode == 0 and "linli-edge.service" not in good.stderr, good.stderr
     # The check can fail: a misspelt key is reported.
     (tmp_path / "bad").mkdir()
     bad = _analyzable_unit(tmp_path / "bad", UNIT.read_text().replace("UMask=", "UMaks="))
     assert "Unknown key" in sh("systemd-analyze", "verify", bad, check=False).stderr
+
+
+def test_updater_units_pass_systemd_analyze_verify(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed; test_updater_units_follow_the_contract still checks them")
+    # The path unit names the service: both in one directory, verified together.
+    units = [_analyzable_unit(tmp_path, path.read_text(), path.name) for path in UPDATER_UNITS]
+    good = sh("systemd-analyze", "verify", *units, check=False)
+    assert good.returncode == 0 and "linli-update" not in good.stderr, good.stderr
+    (tmp_path / "bad").mkdir()
+    bad = [_analyzable_unit(tmp_path / "bad", path.read_text().replace("PathExists=", "PathExist="), path.name)
+           for path in UPDATER_UNITS]
+    assert "Unknown key" in sh("systemd-analyze", "verify", *bad, check=False).stderr
+
+
+def test_updater_units_follow_the_contract():
+    """The path unit watches the agent's state directory; the service runs current's updater, then previous's."""
+    from edge.config import DEFAULT_PATH
+
+    path_unit, service = (unit_settings(path) for path in UPDATER_UNITS)
+    state_directory = unit_settings(UNIT)["Service"]["StateDirectory"][0]
+    assert path_unit["Path"] == {"PathExists": [f"/var/lib/{state_directory}/update/request.json"],
+                                 "Unit": ["linli-update.service"]}
+    assert path_unit["Install"]["WantedBy"] == ["paths.target"]
+    svc = service["Service"]
+    assert svc["Type"] == ["oneshot"] and "User" not in svc          # root: it writes /opt/linli
+    assert svc["ExecStart"] == [f"-{prefix}bin/linli update --requested" for prefix in RELEASE_LINKS]
+    assert service["Install"]["WantedBy"] == ["multi-user.target"]    # an update cut short is judged at boot
+    agent = unit_settings(UNIT)["Service"]["ExecStart"][0]
+    assert agent == f"{RELEASE_LINKS[0]}bin/linli run --config {DEFAULT_PATH}"
+
+
+def test_every_setting_of_the_updater_units_is_explained():
+    """systemd/README.md's updater section names each setting with its value, as the agent's sections do."""
+    readme = (UNIT.parent / "README.md").read_text()
+    section = readme[readme.index("## The updater"):]
+    for path in UPDATER_UNITS:
+        for name, settings in unit_settings(path).items():
+            for key, values in settings.items():
+                if key == "Description":
+                    continue
+                for value in values:
+                    assert f"`{key}={value}`" in section, f"{path.name} [{name}] {key}={value}"
+    assert "no `User=`" in section and "User" not in unit_settings(UPDATER_UNITS[1])["Service"]
 
 
 def test_unit_sandbox_exposure_stays_low(tmp_path):

@@ -9,6 +9,9 @@ tests need root, as the installer does (useradd, chown); CI runs as root.
 from __future__ import annotations
 
 import configparser
+import datetime
+import hashlib
+import json
 import os
 import re
 import shlex
@@ -25,7 +28,11 @@ from tests.install_helpers import (CMDLINE, DATA_FSTAB, FSTAB, INSTALL_COMMAND_L
 from tests.offline_index import build_index, pip_env
 
 DOCUMENTS = (ROOT / "deploy/README.md", ROOT / "README.md")
-UNIT = ROOT / "systemd/linli-edge.service"
+UNITS = ("linli-edge.service", "linli-update.path", "linli-update.service")
+#: Where ``systemctl enable`` links each unit: its [Install] WantedBy= target.
+WANTS = {"linli-edge.service": "multi-user.target", "linli-update.path": "paths.target",
+         "linli-update.service": "multi-user.target"}
+VERSION = "0.1.0"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the installer creates users and chowns files: run as "
                                                           "root (CI does)")
@@ -79,8 +86,36 @@ def installed(tmp_path_factory, run_line):
     return root, result
 
 
-def venv_linli(root: Path, *args, **kw) -> subprocess.CompletedProcess:
-    return sh(root / "opt/linli/venv/bin/linli", *args, **kw)
+def current_linli(root: Path, *args, **kw) -> subprocess.CompletedProcess:
+    """The command of the current release, reached through the ``current`` link as the unit reaches it."""
+    return sh(root / "opt/linli/current/bin/linli", *args, **kw)
+
+
+def releases(root: Path) -> set[str]:
+    return {path.name for path in (root / "opt/linli/releases").iterdir()}
+
+
+def link(root: Path, name: str) -> str | None:
+    """Where /opt/linli/``name`` points (None when there is no such link)."""
+    path = root / "opt/linli" / name
+    return os.readlink(path) if path.is_symlink() else None
+
+
+def marker(root: Path, release: str) -> dict:
+    return json.loads((root / "opt/linli/releases" / release / "linli-release.json").read_text())
+
+
+def changed_tree(path: Path, version: str) -> Path:
+    """A copy of the tree whose agent says ``version``: another package, the same setup.cfg version."""
+    newer = copy_tree(path)
+    init = newer / "edge/__init__.py"
+    init.write_text(init.read_text().replace(f'__version__ = "{VERSION}"', f'__version__ = "{version}"'))
+    return newer
+
+
+def install_tree(root: Path, tree: Path, index: Path, pip_cache: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**pip_env(index, pip_cache), "PATH": os.environ["PATH"]}
+    return sh(*argv(INSTALL_COMMAND_LINES["install"], root, tree), *extra, cwd=tree, env=env)
 
 
 # --- a fresh install -------------------------------------------------------------------------------------
@@ -88,15 +123,15 @@ def venv_linli(root: Path, *args, **kw) -> subprocess.CompletedProcess:
 @slow
 def test_install_makes_a_working_agent(installed, tmp_path):
     root, _ = installed
-    assert venv_linli(root, "version").stdout.strip() == "linli-edge 0.1.0"
-    assert os.readlink(root / "usr/local/bin/linli") == "/opt/linli/venv/bin/linli"
+    assert current_linli(root, "version").stdout.strip() == "linli-edge 0.1.0"
+    assert os.readlink(root / "usr/local/bin/linli") == "/opt/linli/current/bin/linli"
     # The example configuration is checked by the installed agent: only its certificates are missing.
-    check = venv_linli(root, "config", "check", root / "etc/linli/edge.toml", check=False)
+    check = current_linli(root, "config", "check", root / "etc/linli/edge.toml", check=False)
     assert check.returncode == 78, check.stderr
     assert sorted(re.findall(r"mqtt\.(\w+): no such file", check.stderr)) == ["ca_file", "cert_file", "key_file"]
     config = tmp_path / "edge.toml"
     config.write_text(config_text(port=1883, outbox=tmp_path / "outbox.db", serial_port="/dev/ttyUSB0"))
-    assert venv_linli(root, "config", "check", config).stdout.startswith("ok ")
+    assert current_linli(root, "config", "check", config).stdout.startswith("ok ")
 
 
 @needs_root
@@ -115,10 +150,32 @@ def test_install_makes_the_user_configuration_and_unit(installed):
     assert (conf_dir.st_mode & 0o7777, conf_dir.st_uid, conf_dir.st_gid) == (0o750, 0, linli_gid)
     assert (conf.st_mode & 0o7777, conf.st_uid, conf.st_gid) == (0o640, 0, linli_gid)
     assert (root / "etc/linli/edge.toml").read_text() == (ROOT / "deploy/edge.toml.example").read_text()
-    assert (root / "etc/systemd/system/linli-edge.service").read_bytes() == UNIT.read_bytes()
-    wants = root / "etc/systemd/system/multi-user.target.wants/linli-edge.service"
-    assert os.readlink(wants) == "/etc/systemd/system/linli-edge.service"
-    assert sh("systemctl", f"--root={root}", "is-enabled", "linli-edge.service").stdout.strip() == "enabled"
+    for unit in UNITS:                                                # the agent's and the updater's
+        assert (root / "etc/systemd/system" / unit).read_bytes() == (ROOT / "systemd" / unit).read_bytes()
+        wants = root / "etc/systemd/system" / f"{WANTS[unit]}.wants" / unit
+        assert os.readlink(wants) == f"/etc/systemd/system/{unit}"
+        assert sh("systemctl", f"--root={root}", "is-enabled", unit).stdout.strip() == "enabled"
+
+
+@needs_root
+@slow
+def test_install_makes_a_release_and_points_current_at_it(installed):
+    root, result = installed
+    (release,) = releases(root)
+    found = marker(root, release)
+    assert list(found) == ["version", "sha256", "package", "installed"]
+    assert re.fullmatch(r"[0-9a-f]{64}", found["sha256"]) and found["version"] == VERSION
+    assert release == f"{VERSION}-{found['sha256'][:12]}" and found["package"] == "source tree"
+    installed_at = datetime.datetime.strptime(found["installed"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    assert abs(datetime.datetime.now(datetime.UTC) - installed_at) < datetime.timedelta(hours=1)
+    assert link(root, "current") == f"releases/{release}"                     # relative: it works under any root
+    assert link(root, "previous") is None                                    # nothing before the first
+    assert not (root / "opt/linli/venv").exists()
+    for path in ("opt/linli", "opt/linli/releases", f"opt/linli/releases/{release}",
+                 f"opt/linli/releases/{release}/linli-release.json"):
+        st = (root / path).stat()
+        assert (st.st_uid, st.st_mode & 0o022) == (0, 0), path              # root's; only root writes
+    assert f"release {release} is current" in result.stdout
 
 
 @needs_root
@@ -147,19 +204,91 @@ def test_a_second_run_changes_nothing(installed, run_line, tmp_path):
 
 @needs_root
 @slow
-def test_a_changed_tree_is_installed_again_and_the_configuration_kept(installed, run_line, tmp_path, index,
-                                                                     pip_cache):
+def test_a_changed_tree_becomes_current_the_old_release_previous_and_the_configuration_stays(
+        installed, tmp_path, index, pip_cache):
     root = clone(installed[0], tmp_path / "root")
+    (first,) = releases(root)
     edited = (root / "etc/linli/edge.toml").read_text() + "# the technician's change\n"
     (root / "etc/linli/edge.toml").write_text(edited)
-    newer = copy_tree(tmp_path / "tree")
-    init = newer / "edge/__init__.py"
-    init.write_text(init.read_text().replace('__version__ = "0.1.0"', '__version__ = "0.1.0+field"'))
-    env = {**pip_env(index, pip_cache), "PATH": os.environ["PATH"]}
-    result = sh(*argv(INSTALL_COMMAND_LINES["install"], root, newer), cwd=newer, env=env)
-    assert f"installing {newer} into /opt/linli/venv" in result.stdout
-    assert venv_linli(root, "version").stdout.strip() == "linli-edge 0.1.0+field"
+    newer = changed_tree(tmp_path / "tree", "0.1.0+field")
+    preview = install_tree(root, newer, index, pip_cache, "--dry-run")
+    assert releases(root) == {first} and link(root, "current") == f"releases/{first}"
+    result = install_tree(root, newer, index, pip_cache)
+    (second,) = releases(root) - {first}
+    assert second.startswith(f"{VERSION}-") and marker(root, second)["sha256"] != marker(root, first)["sha256"]
+    assert f"installing {newer} as the release /opt/linli/releases/{second}" in result.stdout
+    assert f"would run: ln -sfn releases/{second} {root}/opt/linli/current.linli-new" in preview.stdout
+    assert (link(root, "current"), link(root, "previous")) == (f"releases/{second}", f"releases/{first}")
+    assert current_linli(root, "version").stdout.strip() == "linli-edge 0.1.0+field"
+    assert sh(root / "opt/linli/previous/bin/linli", "version").stdout.strip() == "linli-edge 0.1.0"
     assert (root / "etc/linli/edge.toml").read_text() == edited
+    assert not list((root / "opt/linli").glob("*.linli-new"))               # the temporary link names are gone
+
+
+@needs_root
+@slow
+def test_a_third_release_removes_the_oldest(installed, tmp_path, index, pip_cache):
+    root = clone(installed[0], tmp_path / "root")
+    (first,) = releases(root)
+    install_tree(root, changed_tree(tmp_path / "second", "0.1.0+second"), index, pip_cache)
+    (second,) = releases(root) - {first}
+    result = install_tree(root, changed_tree(tmp_path / "third", "0.1.0+third"), index, pip_cache)
+    (third,) = releases(root) - {second}
+    assert releases(root) == {second, third}
+    assert (link(root, "current"), link(root, "previous")) == (f"releases/{third}", f"releases/{second}")
+    assert f"removing the release {first}: only current and previous are kept" in result.stdout
+    assert current_linli(root, "version").stdout.strip() == "linli-edge 0.1.0+third"
+
+
+@needs_root
+@slow
+def test_a_release_cut_short_never_becomes_current_and_is_built_again(installed, run_line, tmp_path):
+    """pip fails half-way (a wheelhouse without the dependencies): the venv is there, its marker is not."""
+    root = clone(installed[0], tmp_path / "root")
+    (first,) = releases(root)
+    newer = changed_tree(tmp_path / "tree", "0.1.0+cut")
+    run_line("build wheel", root, cwd=newer)
+    wheel = newer / f"dist/linli_edge-{VERSION}-py3-none-any.whl"
+    release = f"{VERSION}-{hashlib.sha256(wheel.read_bytes()).hexdigest()[:12]}"
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    shutil.copy(wheel, lonely)
+    cut = sh(*argv(f"deploy/install.sh --wheelhouse {lonely}", root, newer), check=False, cwd=newer,
+             env={**pip_env(None, tmp_path / "cache"), "PATH": os.environ["PATH"]})
+    assert cut.returncode != 0
+    assert (root / "opt/linli/releases" / release / "bin/python").exists()
+    assert not (root / "opt/linli/releases" / release / "linli-release.json").exists()
+    assert (link(root, "current"), link(root, "previous")) == (f"releases/{first}", None)
+    result = run_line("install wheel", root, cwd=newer)
+    assert f"removing /opt/linli/releases/{release}: it has no linli-release.json" in result.stdout
+    assert link(root, "current") == f"releases/{release}" and marker(root, release)["package"] == wheel.name
+    assert current_linli(root, "version").stdout.strip() == "linli-edge 0.1.0+cut"
+
+
+@needs_root
+@slow
+def test_a_gateway_of_the_earlier_installer_moves_to_releases(run_line, tmp_path):
+    """The earlier layout: one venv at /opt/linli/venv, the unit and the command running it."""
+    root = make_root(tmp_path / "root")
+    old_venv = root / "opt/linli/venv"
+    (old_venv / "bin").mkdir(parents=True)
+    (old_venv / "bin/linli").write_text("#!/bin/sh\necho the old agent\n")
+    (old_venv / ".linli-package.sha256").write_text("0" * 64 + "\n")
+    units = root / "etc/systemd/system"
+    (units / "multi-user.target.wants").mkdir(parents=True)
+    old_unit = (ROOT / "systemd/linli-edge.service").read_text().replace("/opt/linli/current/", "/opt/linli/venv/")
+    assert "ExecStart=/opt/linli/venv/bin/linli run" in old_unit
+    (units / "linli-edge.service").write_text(old_unit)
+    os.symlink("/etc/systemd/system/linli-edge.service", units / "multi-user.target.wants/linli-edge.service")
+    (root / "usr/local/bin").mkdir(parents=True)
+    os.symlink("/opt/linli/venv/bin/linli", root / "usr/local/bin/linli")
+    result = run_line("install", root)
+    assert not old_venv.exists()
+    assert "removing /opt/linli/venv, the venv of an earlier installer" in result.stdout
+    assert (units / "linli-edge.service").read_bytes() == (ROOT / "systemd/linli-edge.service").read_bytes()
+    assert os.readlink(root / "usr/local/bin/linli") == "/opt/linli/current/bin/linli"
+    assert current_linli(root, "version").stdout.strip() == "linli-edge 0.1.0"
+    assert sorted(os.listdir(root / "opt/linli")) == ["current", "releases"]
 
 
 @needs_root
@@ -168,8 +297,16 @@ def test_install_from_a_wheel(run_line, tree, tmp_path):
     root = make_root(tmp_path / "root")
     run_line("build wheel", root)
     run_line("install wheel", root)
-    assert venv_linli(root, "version").stdout.strip() == "linli-edge 0.1.0"
+    wheel = tree / f"dist/linli_edge-{VERSION}-py3-none-any.whl"
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    release = f"{VERSION}-{sha256[:12]}"
+    assert link(root, "current") == f"releases/{release}"
+    assert {key: marker(root, release)[key] for key in ("version", "sha256", "package")} == {
+        "version": VERSION, "sha256": sha256, "package": wheel.name}
+    assert current_linli(root, "version").stdout.strip() == "linli-edge 0.1.0"
+    before = snapshot(root)
     assert "already installed from this package" in run_line("install wheel", root).stdout
+    assert snapshot(root) == before
 
 
 @needs_root
@@ -179,7 +316,7 @@ def test_install_without_internet_from_a_wheelhouse(run_line, tmp_path):
     run_line("build wheelhouse", root)
     result = run_line("install offline", root, offline=True)           # pip sees no index at all
     assert "linli_edge-0.1.0-py3-none-any.whl" in result.stdout
-    assert venv_linli(root, "version").stdout.strip() == "linli-edge 0.1.0"
+    assert current_linli(root, "version").stdout.strip() == "linli-edge 0.1.0"
 
 
 def test_dry_run_changes_nothing(run_line, tmp_path):
@@ -189,11 +326,16 @@ def test_dry_run_changes_nothing(run_line, tmp_path):
     result = run_line("preview", root)
     assert snapshot(root) == before
     assert "would run: useradd" in result.stdout and result.stdout.rstrip().endswith("nothing was changed")
+    release = re.search(r"installing \S+ as the release /opt/linli/releases/(\S+)", result.stdout).group(1)
+    for step in (f"python3 -m venv --system-site-packages {root}/opt/linli/releases/{release}",
+                 f"mv -T {root}/opt/linli/current.linli-new {root}/opt/linli/current",
+                 f"systemctl --root={root} enable linli-update.path"):
+        assert f"would run: {step}" in result.stdout, step
 
 
 def test_dry_run_on_this_machine_changes_nothing():
     """The preview as documented, without --root: it looks at this machine and touches none of it."""
-    targets = ["/opt/linli", "/etc/linli", "/etc/systemd/system/linli-edge.service", "/usr/local/bin/linli",
+    targets = ["/opt/linli", "/etc/linli", *(f"/etc/systemd/system/{unit}" for unit in UNITS), "/usr/local/bin/linli",
                "/etc/systemd/journald.conf.d/90-linli-edge.conf", "/etc/fstab", "/etc/passwd", "/etc/group"]
 
     def state():

@@ -1,7 +1,7 @@
 """The unit under systemd itself: a container booted from this machine's /usr with systemd-nspawn.
 
 systemd/linli-edge.service is installed unchanged, sandbox and all; the virtualenv running the tests is
-mounted at /opt/linli/venv, a temporary config at /etc/linli/edge.toml, and the ``systemctl`` and
+mounted at /opt/linli/current, a temporary config at /etc/linli/edge.toml, and the ``systemctl`` and
 ``journalctl`` lines the docs ship are run in the container as written, against a mosquitto on loopback
 (the container shares the network). This needs root, systemd-nspawn (package systemd-container) and a
 checkout and interpreter outside /home, /root and /tmp, which ProtectHome= and PrivateTmp= hide from
@@ -124,7 +124,7 @@ def container(tmp_path, broker):
     config.chmod(0o644)
     binds = [(sysusers, "/etc/sysusers.d/linli.conf"), (config, "/etc/linli/edge.toml"),
              (ROOT / "systemd" / "linli-edge.service", "/etc/systemd/system/linli-edge.service"),
-             (VENV, "/opt/linli/venv"), (VENV, str(VENV)), (ROOT, str(ROOT))]
+             (VENV, "/opt/linli/current"), (VENV, str(VENV)), (ROOT, str(ROOT))]
     running = Container(tmp_path, binds)
     try:
         running.booted()

@@ -1,7 +1,7 @@
 """systemd/linli-edge.service started the way systemd starts it, on a machine where systemd is not PID 1.
 
 The unit file is read, not copied. ``ExecStart=`` and ``ExecReload=`` run as written with two swaps
-only — the install prefix ``/opt/linli/venv/bin/`` becomes the virtualenv running the tests, and
+only — the install prefix ``/opt/linli/current/bin/`` becomes the virtualenv running the tests, and
 ``/etc/linli/edge.toml`` a temporary config — and ``$MAINPID`` substituted as systemd does. From the
 unit the harness honours what decides whether the agent starts, talks to systemd, reloads and stops:
 
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "linli-edge.service"
 
 #: The only two things swapped in the unit's command lines: where the installer puts the command, where the config.
-INSTALL_PREFIX = "/opt/linli/venv/bin/"
+INSTALL_PREFIX = "/opt/linli/current/bin/"
 CONFIG_PATH = "/etc/linli/edge.toml"
 
 #: systemd's PATH for system services (systemd.exec(5), "Environment variables in spawned processes").
