@@ -185,17 +185,18 @@ package_fingerprint() {
     fi | cut -d' ' -f1
 }
 
-# package_version: the version a release is named by: from the wheel file's name, or setup.cfg's.
+# package_version: the version a release is named by: from the wheel file's name, or from the tree's
+# edge/__init__.py, whose __version__ setup.cfg reads too.
 package_version() {
     local version
     if [[ -f $package ]]; then
         version=$(basename "$package" | cut -d- -f2)        # linli_edge-VERSION-py3-none-any.whl
     else
-        version=$(sed -n 's/^version[[:space:]]*=[[:space:]]*//p' "$package/setup.cfg" | head -n 1)
+        version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$package/edge/__init__.py" | head -n 1)
     fi
-    # It becomes a directory name: only what a version may hold, and a fixed one (no "attr:").
+    # It becomes a directory name: only what a version may hold.
     [[ $version =~ ^[0-9][A-Za-z0-9.+!_]*$ ]] \
-        || die "cannot tell the version of $package (found \"$version\"; setup.cfg needs version = X.Y.Z)"
+        || die "cannot tell the version of $package (found \"$version\"; edge/__init__.py needs __version__ = \"X.Y.Z\")"
     printf '%s\n' "$version"
 }
 
@@ -459,6 +460,18 @@ build_release() {
     run sync -f "$dir"
 }
 
+# lock_releases: one at a time with the updater (linli update), which takes the same lock: neither may
+# prune or switch under the other's build. Held until the installer ends.
+lock_releases() {
+    ((dry_run)) && return 0
+    ensure_dir 0755 0 0 "$root$PREFIX"
+    exec 9>>"$root$PREFIX/.update.lock"
+    if ! flock --nonblock 9; then
+        say "an update is under way (linli update); waiting for it to finish"
+        flock --timeout 3600 9 || die "the update under way did not finish within an hour; see systemctl status linli-update"
+    fi
+}
+
 # switch_release: current to this release, previous to the one current was; then only those two are kept.
 switch_release() {
     local was keep names name
@@ -656,6 +669,7 @@ if ((overlay_active)); then
 else
     install_apt_packages
     create_user
+    lock_releases
     build_release
     switch_release
     install_config

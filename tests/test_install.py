@@ -106,7 +106,7 @@ def marker(root: Path, release: str) -> dict:
 
 
 def changed_tree(path: Path, version: str) -> Path:
-    """A copy of the tree whose agent says ``version``: another package, the same setup.cfg version."""
+    """A copy of the tree whose agent (and package) says ``version``."""
     newer = copy_tree(path)
     init = newer / "edge/__init__.py"
     init.write_text(init.read_text().replace(f'__version__ = "{VERSION}"', f'__version__ = "{version}"'))
@@ -215,7 +215,7 @@ def test_a_changed_tree_becomes_current_the_old_release_previous_and_the_configu
     assert releases(root) == {first} and link(root, "current") == f"releases/{first}"
     result = install_tree(root, newer, index, pip_cache)
     (second,) = releases(root) - {first}
-    assert second.startswith(f"{VERSION}-") and marker(root, second)["sha256"] != marker(root, first)["sha256"]
+    assert second.startswith("0.1.0+field-") and marker(root, second)["sha256"] != marker(root, first)["sha256"]
     assert f"installing {newer} as the release /opt/linli/releases/{second}" in result.stdout
     assert f"would run: ln -sfn releases/{second} {root}/opt/linli/current.linli-new" in preview.stdout
     assert (link(root, "current"), link(root, "previous")) == (f"releases/{second}", f"releases/{first}")
@@ -248,8 +248,8 @@ def test_a_release_cut_short_never_becomes_current_and_is_built_again(installed,
     (first,) = releases(root)
     newer = changed_tree(tmp_path / "tree", "0.1.0+cut")
     run_line("build wheel", root, cwd=newer)
-    wheel = newer / f"dist/linli_edge-{VERSION}-py3-none-any.whl"
-    release = f"{VERSION}-{hashlib.sha256(wheel.read_bytes()).hexdigest()[:12]}"
+    wheel = newer / "dist/linli_edge-0.1.0+cut-py3-none-any.whl"
+    release = f"0.1.0+cut-{hashlib.sha256(wheel.read_bytes()).hexdigest()[:12]}"
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     shutil.copy(wheel, lonely)

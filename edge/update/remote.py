@@ -85,6 +85,9 @@ class UpdateRequests:
                 _download(where, target)
             else:
                 shutil.copyfile(where, target)
+        except urllib.error.HTTPError as exc:
+            target.unlink(missing_ok=True)
+            raise CommandError(f"cannot fetch the package from {where}: HTTP {exc.code} {exc.reason}") from None
         except (OSError, urllib.error.URLError, ValueError) as exc:
             target.unlink(missing_ok=True)
             raise CommandError(f"cannot fetch the package from {where}: {getattr(exc, 'reason', exc)}") from None
