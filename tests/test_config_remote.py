@@ -30,10 +30,10 @@ def transmitter():
 
 
 class Operator:
-    """The central side: publishes requests on cmd/<name> and reads the replies a subscriber saw.
+    """The central side: publishes requests on cmd/<name> and reads the replies a subscriber saw."""
 
-    ``base`` and ``gateway`` name the agent asked: the test gateway of tests/agent_helpers.py unless told.
-    """
+    #: The agent asked: the test gateway of tests/agent_helpers.py unless told otherwise.
+    base, gateway = BASE, GATEWAY
 
     def __init__(self, broker, sub, *, base=BASE, gateway=GATEWAY):
         self.sub = sub
