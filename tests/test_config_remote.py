@@ -32,8 +32,12 @@ def transmitter():
 class Operator:
     """The central side: publishes requests on cmd/<name> and reads the replies a subscriber saw."""
 
-    def __init__(self, broker, sub):
+    #: The agent asked: the test gateway of tests/agent_helpers.py unless told otherwise.
+    base, gateway = BASE, GATEWAY
+
+    def __init__(self, broker, sub, *, base=BASE, gateway=GATEWAY):
         self.sub = sub
+        self.base, self.gateway = base, gateway
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="test-operator")
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
@@ -43,8 +47,8 @@ class Operator:
         self.client.disconnect()
 
     def send(self, name, request_id, args=None):
-        body = {"v": 1, "gateway": GATEWAY, "id": request_id, "name": name, "args": args or {}}
-        self.client.publish(f"{BASE}/cmd/{name}", json.dumps(body), qos=1).wait_for_publish(5)
+        body = {"v": 1, "gateway": self.gateway, "id": request_id, "name": name, "args": args or {}}
+        self.client.publish(f"{self.base}/cmd/{name}", json.dumps(body), qos=1).wait_for_publish(5)
 
     def replies(self, request_id):
         return [m.payload for m in self.sub.messages("command_reply") if m.payload["id"] == request_id]
