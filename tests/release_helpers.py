@@ -8,14 +8,16 @@ without network.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 from tests.install_helpers import copy_tree
 from tests.offline_index import pip_env
 
+#: How deploy/README.md packs a bundle from a wheelhouse (there for version 0.2.0).
+BUNDLE_LINE = "tar -czf linli-edge-0.2.0.tar.gz -C wheelhouse ."
 #: Where a broken release crashes: at ``import edge`` (every linli command fails), or when the agent's
 #: module is imported (``linli version`` and ``config check`` work, ``linli run`` dies at start).
 CRASHES = {"import": "edge/__init__.py", "agent": "edge/agent.py"}
@@ -39,12 +41,14 @@ def build_wheel(work: Path, version: str, index: Path, cache: Path, crash: str |
 
 
 def build_bundle(work: Path, version: str, index: Path, cache: Path, crash: str | None = None) -> Path:
-    """``linli-edge-<version>.tar.gz``: the agent's wheel and every wheel it needs (not setuptools)."""
+    """``linli-edge-<version>.tar.gz``: the agent's wheel and every wheel it needs, packed by :data:`BUNDLE_LINE`."""
     wheel = build_wheel(work, version, index, cache, crash)
-    bundle = work / f"linli-edge-{version}.tar.gz"
-    with tarfile.open(bundle, "w:gz") as archive:
-        archive.add(wheel, arcname=wheel.name)
-        for dependency in sorted(index.glob("*.whl")):
-            if not dependency.name.startswith("setuptools-"):
-                archive.add(dependency, arcname=dependency.name)
-    return bundle
+    folder = work / f"bundle-{version}"
+    wheelhouse = folder / "wheelhouse"     # what ``pip wheel -w wheelhouse .`` leaves (install tests run that line)
+    wheelhouse.mkdir(parents=True)
+    shutil.copy(wheel, wheelhouse)
+    for dependency in index.glob("*.whl"):
+        if not dependency.name.startswith("setuptools-"):
+            shutil.copy(dependency, wheelhouse)
+    subprocess.run(["bash", "-c", BUNDLE_LINE.replace("0.2.0", version)], cwd=folder, check=True, timeout=120)
+    return folder / f"linli-edge-{version}.tar.gz"

@@ -108,7 +108,7 @@ READS_CONFIG = {"run": [], "config check": [], "replay": ["trace.csv"], "evaluat
                 "away": ["off"],
                 "alarm ack": ["pump-pressure/low"], "doctor": [],
                 "outbox stats": [], "outbox peek": [], "outbox export": [],
-                "alarm list": [], "alarm test": [], "watch": []}
+                "alarm list": [], "alarm test": [], "watch": [], "update": ["--requested"]}
 
 
 def leaf_commands(parser, words=()):

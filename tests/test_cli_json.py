@@ -49,6 +49,7 @@ SCHEMA_OF = {
     "scan mbus": ["scan_mbus"],
     "scan cjt188": ["scan_cjt188"],
     "demo": ["demo"],
+    "update": ["update"],    # run under systemd by tests/test_systemd_update.py
 }
 
 

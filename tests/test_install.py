@@ -105,11 +105,14 @@ def marker(root: Path, release: str) -> dict:
     return json.loads((root / "opt/linli/releases" / release / "linli-release.json").read_text())
 
 
-def changed_tree(path: Path, version: str) -> Path:
-    """A copy of the tree whose agent (and package) says ``version``."""
+def changed_tree(path: Path, version: str | None) -> Path:
+    """A copy of the tree whose agent (and package) says ``version``; another package of the same version if None."""
     newer = copy_tree(path)
     init = newer / "edge/__init__.py"
-    init.write_text(init.read_text().replace(f'__version__ = "{VERSION}"', f'__version__ = "{version}"'))
+    if version is None:
+        init.write_text(init.read_text() + "# a field fix that keeps the version\n")
+    else:
+        init.write_text(init.read_text().replace(f'__version__ = "{VERSION}"', f'__version__ = "{version}"'))
     return newer
 
 
@@ -246,10 +249,10 @@ def test_a_release_cut_short_never_becomes_current_and_is_built_again(installed,
     """pip fails half-way (a wheelhouse without the dependencies): the venv is there, its marker is not."""
     root = clone(installed[0], tmp_path / "root")
     (first,) = releases(root)
-    newer = changed_tree(tmp_path / "tree", "0.1.0+cut")
+    newer = changed_tree(tmp_path / "tree", None)    # the documented wheel line names version 0.1.0
     run_line("build wheel", root, cwd=newer)
-    wheel = newer / "dist/linli_edge-0.1.0+cut-py3-none-any.whl"
-    release = f"0.1.0+cut-{hashlib.sha256(wheel.read_bytes()).hexdigest()[:12]}"
+    wheel = newer / f"dist/linli_edge-{VERSION}-py3-none-any.whl"
+    release = f"{VERSION}-{hashlib.sha256(wheel.read_bytes()).hexdigest()[:12]}"
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     shutil.copy(wheel, lonely)

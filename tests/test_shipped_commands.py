@@ -421,6 +421,7 @@ def run_catalogue_update(command: Command, ws: Workspace, request) -> None:
 
 # --- delegations: lines another test covers, and why they are not run here -----------------------------------------
 SYSTEMD_TEST = "tests/test_systemd_container.py::test_the_unit_and_the_docs_systemctl_lines_run_under_systemd"
+UPDATE_TEST = "tests/test_systemd_update.py::test_updates_over_mqtt_and_switches_back_from_a_broken_release"
 DELEGATED: dict[str, tuple[str, str]] = {
     **{re.escape(line): ("tests/test_install.py::test_every_documented_install_line_is_one_the_tests_run",
                          "run as written into a temporary root (--root added) by tests/test_install.py, "
@@ -438,6 +439,11 @@ DELEGATED: dict[str, tuple[str, str]] = {
     r"linli decode (mbus|cjt188|modbus|mr60bha1|mr60bha2)": (
         "tests/test_decode_capture.py::test_hex_on_standard_input_alone_or_with_a_dash",
         "prose naming the command; without bytes it reads hex from standard input, which that test feeds"),
+    r"sudo linli update linli-edge-0\.2\.0\.tar\.gz": (
+        UPDATE_TEST, "run as written (as root, beside the bundle) in a booted systemd container, then updated "
+                     "from over MQTT; it needs systemd to restart the agent"),
+    r"tar -czf linli-edge-0\.2\.0\.tar\.gz -C wheelhouse \.": (
+        UPDATE_TEST, "tests/release_helpers.py packs every bundle of that test with this line"),
     r"systemctl restart mosquitto": (
         "tests/test_deploy.py::test_gateway_publishes_under_its_own_id_and_nowhere_else",
         "mosquitto is started there with deploy/mosquitto's configuration, ACL and certificates"),

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
+import subprocess
+import sys
 import threading
 import zipfile
 
@@ -84,7 +87,7 @@ def test_the_request_goes_to_the_updater_and_its_answer_comes_back(gateway, tmp_
     handoff.set_state({"id": "up-1", "via": "mqtt", "phase": "done", "outcome": "refused",
                        "reason": "9.9.9 does not start (version exited 1): ImportError: no module",
                        "from": {"version": "0.1.0", "release": "0.1.0-aaaaaaaaaaaa"},
-                       "to": {"version": "9.9.9", "release": "9.9.9-bbbbbbbbbbbb"}})
+                       "to": {"version": "9.9.9", "release": "9.9.9-bbbbbbbbbbbb"}, "finished": "2026-12-06T10:00:00Z"})
     sub.wait_for(lambda _m: operator.replies("up-1"), 10, "the reply to up-1")
     reply = operator.replies("up-1")[0]
     assert not reply["ok"] and reply["error"] == "not updated: 9.9.9 does not start (version exited 1): " \
@@ -94,6 +97,10 @@ def test_the_request_goes_to_the_updater_and_its_answer_comes_back(gateway, tmp_
     assert handoff.reported() == "up-1"        # the agent answered it: no agent after it answers again
     health = operator.ask("health", "h-1")["result"]
     assert health["update"]["id"] == "up-1" and health["update"]["outcome"] == "refused"
+    status = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--config", str(config)],
+                            capture_output=True, text=True, timeout=30, check=True, env={**os.environ, "LANG": "C"})
+    assert "update     0.1.0 -> 9.9.9: refused at 2026-12-06T10:00:00Z\n" \
+           "           9.9.9 does not start" in status.stdout, status.stdout
 
     operator.send("update", "up-2", {"path": str(wheel), "sha256": sha256(wheel)})
     wait_until(lambda: handoff.request_path.exists(), 10, "the second request")

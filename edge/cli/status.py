@@ -57,6 +57,8 @@ def lines(health: dict[str, Any]) -> list[str]:
     shown.append(_("clock      synced: {synced}    uptime {uptime} s").format(
         synced=health.get("clock_synced"), uptime=health.get("uptime_s")))
     shown += [_learning_line(learning) for learning in health.get("learning") or []]
+    if health.get("update"):
+        shown.append(_update_line(health["update"]))
     shown.append("")
     shown.append(render.line([_("sensor"), _("bus"), _("state"), _("reads"), " " + _("last error")], _WIDTHS,
                              right={3}))
@@ -74,3 +76,16 @@ def _learning_line(learning: dict[str, Any]) -> str:
     until = datetime.datetime.fromtimestamp(learning["warmup_until"] / 1000).astimezone()
     return _("routine    {alarm}: learning the home's routine until {until}; the fixed rule holds "
              "meanwhile").format(alarm=learning["alarm"], until=until.strftime("%Y-%m-%d %H:%M"))
+
+
+def _update_line(update: dict[str, Any]) -> str:
+    """The last update: what it went from and to, and how it ended (or where it stands)."""
+    was = (update.get("from") or {}).get("version") or "-"
+    to = (update.get("to") or {}).get("version") or "?"
+    if update.get("phase") != "done":
+        return _("update     {was} -> {to}: under way ({phase})").format(was=was, to=to, phase=update.get("phase"))
+    outcome = update.get("outcome")
+    colour = render.GREEN if outcome in ("updated", "unchanged") else render.RED
+    text = _("update     {was} -> {to}: {outcome} at {finished}").format(
+        was=was, to=to, outcome=render.paint(str(outcome).replace("_", " "), colour), finished=update.get("finished"))
+    return text + (("\n" + _INDENT + update["reason"]) if update.get("reason") else "")

@@ -56,7 +56,7 @@ def cmd_update(args: argparse.Namespace) -> int:
         raise LinliError(_("name a PACKAGE-FILE, or give --requested"))
     if os.geteuid() != 0:
         raise NotRoot(_("updating needs root: sudo linli update {file}").format(file=args.package or "--requested"))
-    updater = _updater(args)
+    updater = _updater(args, config_path(args))
     if args.requested:
         outcome = updater.requested()
         if outcome is None:
@@ -71,7 +71,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     return EX_OK if outcome.ok else EX_REFUSED
 
 
-def _updater(args: argparse.Namespace):
+def _updater(args: argparse.Namespace, path: str):
     from edge.config import load_config
     from edge.managed_config import ManagedConfig, state_folder
     from edge.update.handoff import Handoff, update_folder
@@ -79,7 +79,6 @@ def _updater(args: argparse.Namespace):
     from edge.update.service import AgentService
     from edge.update.updater import Updater
 
-    path = config_path(args)
     installed = load_config(path)
     _text, running = ManagedConfig(path, state_folder(installed)).current()
     say = (lambda _line: None) if args.json else (lambda line: render.note("… " + line))
