@@ -96,6 +96,7 @@ class Agent:
         # Self-update (decision 0010): the updater, root, does the work; the agent asks and answers.
         self.updates = UpdateRequests(Handoff(update_folder(config.buffer.path)), __version__)
         self._update_reports: UpdateReports | None = None
+        self._resume: tuple[Outbox | None, dict[int, int] | None] = (None, None)   # the last uplink's stop
         self.remote = Commands(config.gateway.id, self.command_handlers(), send=self._send_late_reply,
                                audit=Audit("mqtt", lambda: self.core, self.clock.now_ms))
 
@@ -208,9 +209,11 @@ class Agent:
             self.workers[bus_cfg.name] = worker
             worker.start()
         self.remote.gateway = cfg.gateway.id
+        # A reload that kept the outbox continues where the last uplink stopped (no acknowledged row twice).
+        kept, start_after = self._resume
         self.uplink = Uplink(renewed(cfg), self.outbox, self.core.submit_acked, health=self.health,
                              version=__version__, boot_id=self.clock.boot_id, correct=self.clock.correct,
-                             commands=self.remote)
+                             commands=self.remote, start_after=start_after if kept is self.outbox else None)
         # The core wakes the uplink whenever the outbox has something new: no polling while idle.
         self.outbox.on_available = self.uplink.wake
         self.uplink.start()
@@ -225,6 +228,7 @@ class Agent:
             if self.core.is_alive():
                 self.core.sync()
             self.uplink.stop(drain_timeout)
+            self._resume = (self.outbox, self.uplink.resume_point())
             self.uplink = None
 
     def stop(self, drain_timeout: float = 5.0) -> None:

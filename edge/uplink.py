@@ -167,7 +167,7 @@ class Uplink(threading.Thread):
     def __init__(self, config: Config, outbox: OutboxReader, on_acked: Callable[[list[int]], None], *,
                  health: Callable[[], dict[str, Any]] | None = None, version: str, boot_id: str,
                  correct: Callable[[dict[str, Any]], dict[str, Any]] = _unchanged,
-                 commands: Commands | None = None):
+                 commands: Commands | None = None, start_after: dict[int, int] | None = None):
         super().__init__(name="linli-uplink", daemon=True)
         self.config = config
         self.mqtt = config.mqtt
@@ -189,7 +189,9 @@ class Uplink(threading.Thread):
         #: Replies of slow commands (``config_set``), settled on their own threads: published by this one.
         self._late_replies: deque[tuple[str, dict[str, Any]]] = deque()
         self._client: mqtt.Client | None = None
-        self._cursor: dict[int, int] = {}
+        # Where the uplink before this one on the same outbox stopped (a reload): rows it had delivered stay
+        # in the outbox until the next batched delete, and must not be sent again.
+        self._cursor: dict[int, int] = dict(start_after or {})
         self._pending: dict[int, Delivery] = {}        # mid → delivery, only for the current client
         self._window = max(1, self.mqtt.inflight)
         self._packer = Packer(self.base, self.gateway, self._make_batcher(None), correct)
@@ -518,6 +520,20 @@ class Uplink(threading.Thread):
             except Exception:
                 log.exception("handing over %d acknowledged seqs failed; they stay in the outbox and will be "
                               "sent again", len(delivery.seqs))
+
+    def resume_point(self) -> dict[int, int] | None:
+        """Per priority, the seq an uplink that follows this one on the same outbox may start after.
+
+        Below every seq still awaiting a PUBACK, so nothing unacknowledged is skipped; None while
+        this thread runs (its cursors still move).
+        """
+        if self.is_alive():
+            return None
+        cursor = dict(self._cursor)
+        for delivery in self._pending.values():
+            for priority, lowest in delivery.floors.items():
+                cursor[priority] = min(cursor.get(priority, 0), lowest - 1)
+        return cursor
 
     def _rewind(self, floors: dict[int, int]) -> None:
         for priority, lowest in floors.items():

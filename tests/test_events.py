@@ -81,3 +81,17 @@ def test_a_refused_config_set_is_an_event_saying_so(gateway):
     assert (event["event"], event["via"], event["outcome"]) == ("config_set", "mqtt", "refused")
     assert event["detail"] == reply["error"]
     assert "sensor[0].interval" in event["detail"]
+
+
+def test_an_event_delivered_before_a_reload_is_not_sent_again_after_it(gateway):
+    """The reload's new uplink starts where the old one stopped, though the acknowledged row still waits to be deleted."""
+    config, _socket, sub, operator = gateway
+    operator.ask("away", "away-before", {"until": "2099-01-01T00:00"})
+    before = one_event(sub, "away-before")
+    reply = operator.ask("config_set", "reload-1", {"toml": config.read_text()}, timeout=90)
+    assert reply["ok"] is True, reply
+    after = one_event(sub, "reload-1")      # same priority, higher seq: sent after any repeat of the first
+    assert after["seq"] > before["seq"]
+    assert [m.payload["seq"] for m in sub.messages("event")].count(before["seq"]) == 1
+    telemetry = [r["seq"] for m in sub.messages("telemetry") for r in m.payload["records"]]
+    assert len(telemetry) == len(set(telemetry)), "a reading acknowledged before the reload came again"
