@@ -84,7 +84,7 @@ def test_a_refused_config_set_is_an_event_saying_so(gateway):
 
 
 def test_an_event_delivered_before_a_reload_is_not_sent_again_after_it(gateway):
-    """The reload's new uplink starts where the old one stopped, though the acknowledged row still waits to be deleted."""
+    """A reload's new uplink starts where the old one stopped: acknowledged rows wait for their delete."""
     config, _socket, sub, operator = gateway
     operator.ask("away", "away-before", {"until": "2099-01-01T00:00"})
     before = one_event(sub, "away-before")

@@ -265,7 +265,9 @@ def test_a_release_cut_short_never_becomes_current_and_is_built_again(installed,
     result = run_line("install wheel", root, cwd=newer)
     assert f"removing /opt/linli/releases/{release}: it has no linli-release.json" in result.stdout
     assert link(root, "current") == f"releases/{release}" and marker(root, release)["package"] == wheel.name
-    assert current_linli(root, "version").stdout.strip() == "linli-edge 0.1.0+cut"
+    assert current_linli(root, "version").stdout.strip() == f"linli-edge {VERSION}"
+    installed = next((root / f"opt/linli/releases/{release}/lib").glob("python3*/site-packages/edge/__init__.py"))
+    assert "# a field fix that keeps the version" in installed.read_text()    # the new package, same version
 
 
 @needs_root
@@ -291,7 +293,7 @@ def test_a_gateway_of_the_earlier_installer_moves_to_releases(run_line, tmp_path
     assert (units / "linli-edge.service").read_bytes() == (ROOT / "systemd/linli-edge.service").read_bytes()
     assert os.readlink(root / "usr/local/bin/linli") == "/opt/linli/current/bin/linli"
     assert current_linli(root, "version").stdout.strip() == "linli-edge 0.1.0"
-    assert sorted(os.listdir(root / "opt/linli")) == ["current", "releases"]
+    assert sorted(os.listdir(root / "opt/linli")) == [".update.lock", "current", "releases"]   # shared with the updater
 
 
 @needs_root

@@ -15,13 +15,13 @@ import hashlib
 import json
 import re
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from tests.mqtt_helpers import wait_until
 from tests.offline_index import build_index
 from tests.release_helpers import build_bundle
 from tests.test_cli_json import check
+from tests.test_config_remote import Operator as RemoteOperator
 from tests.test_systemd_container import ROOT, VENV, Container, why_not
 from tests.test_systemd_unit import BASE, CONFIG, readings
 
@@ -65,27 +65,11 @@ def container(tmp_path, broker, bundles):
         running.close()
 
 
-class Operator:
-    """The central side: a request on cmd/<name>, its reply from what the subscriber saw."""
+class Operator(RemoteOperator):
+    """The central side of tests/test_config_remote.py, for this container's gateway."""
 
     def __init__(self, broker, sub):
-        self.sub = sub
-        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="test-operator")
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-
-    def close(self):
-        self.client.loop_stop()
-        self.client.disconnect()
-
-    def replies(self, request_id):
-        return [m.payload for m in self.sub.messages("command_reply") if m.payload["id"] == request_id]
-
-    def ask(self, name, request_id, args=None, timeout=20.0):
-        body = {"v": 1, "gateway": GATEWAY, "id": request_id, "name": name, "args": args or {}}
-        self.client.publish(f"{BASE}/cmd/{name}", json.dumps(body), qos=1).wait_for_publish(5)
-        self.sub.wait_for(lambda _m: self.replies(request_id), timeout, f"the reply to {request_id}")
-        return self.replies(request_id)[-1]
+        super().__init__(broker, sub, base=BASE, gateway=GATEWAY)
 
     def version(self):
         """The version that answers a ping, once one answers (the agent subscribes just after its start)."""

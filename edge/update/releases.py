@@ -26,6 +26,7 @@ from pathlib import Path
 from edge.errors import LinliError
 from edge.exits import EX_SOFTWARE
 from edge.i18n import _
+from edge.managed_config import fsync_folder
 from edge.update.package import Package
 
 ROOT = Path("/opt/linli")
@@ -105,7 +106,7 @@ class Releases:
         temporary = path / f".{MARKER}.new"
         temporary.write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
         os.replace(temporary, path / MARKER)
-        _sync(path)
+        fsync_folder(path)
         release = self.get(package.release_id)
         assert release is not None
         return release
@@ -156,7 +157,7 @@ class Releases:
         _unlink(temporary)
         os.symlink(os.path.relpath(release.path, self.root), temporary)
         os.replace(temporary, self.root / name)
-        _sync(self.root)
+        fsync_folder(self.root)
 
 
 def _run(argv: list[str], doing: str) -> None:
@@ -175,11 +176,3 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
-
-
-def _sync(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
