@@ -143,6 +143,11 @@ class Ledger:
         if known is None or seq >= known[0]:      # transitions may arrive out of seq order
             gateway.alarms[alarm_id] = (seq, state)
 
+    def seq_ranges(self, base: str) -> list[tuple[int, int]]:
+        """The seqs received from the gateway at ``base``, as merged ``(first, last)`` ranges."""
+        gateway = self._gateways.get(base)
+        return gateway.seqs.ranges() if gateway is not None else []
+
     def gateways(self) -> list[str]:
         """The base topics of the gateways heard from, in order."""
         return sorted(self._gateways)

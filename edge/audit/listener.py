@@ -22,6 +22,7 @@ it a reconnect may lose what was published meanwhile, and the ledger shows that 
 
 from __future__ import annotations
 
+import logging
 import queue
 import ssl
 import threading
@@ -36,6 +37,8 @@ from edge.audit.ledger import Ledger
 from edge.errors import LinliError
 from edge.exits import EX_NOINPUT, EX_UNAVAILABLE
 from edge.i18n import _
+
+log = logging.getLogger(__name__)
 
 
 class BrokerUnreachable(LinliError):
@@ -97,7 +100,8 @@ class Auditor:
             self._client.username_pw_set(username, password)
         # Callbacks run on paho's thread: they only enqueue and signal.
         self._client.on_connect = self._on_connect
-        self._client.on_subscribe = lambda _c, _u, _mid, _codes, _p: self._subscribed.set()
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_disconnect = self._on_disconnect
         self._client.on_message = lambda _c, _u, m: self._inbox.put(
             (m.topic, m.payload, m.retain, time.time_ns() // 1_000_000))
 
@@ -107,6 +111,13 @@ class Auditor:
             return
         self.connects += 1
         client.subscribe(self.topic_filter, qos=1)
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
+        log.info("subscribed to %s at %s:%s (%s)", self.topic_filter, self.host, self.port, reason_codes[0])
+        self._subscribed.set()
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        log.info("disconnected from %s:%s (%s)", self.host, self.port, reason_code)
 
     # --- running ------------------------------------------------------------------------------------------------
     def __enter__(self) -> Self:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cli import render
-from edge.cli.common import Subcommands, add_json_option
+from edge.cli.common import Subcommands, add_json_option, setup_logging
 from edge.errors import LinliError
 from edge.exits import EX_FAILED, EX_NOINPUT, EX_OK, EX_USAGE
 from edge.i18n import _
@@ -78,6 +78,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise OptionsDisagree(_("--cert and --key go together"))
     if args.persistent and not args.client_id:
         raise OptionsDisagree(_("--persistent needs --client-id"))
+    setup_logging(args.verbose)
     tls = Tls(args.tls_ca, args.cert, args.key) if args.tls_ca or args.cert else None
     host, port = args.broker
     auditor = Auditor(host, port, topic_filter=args.prefix, tls=tls, username=args.username,
