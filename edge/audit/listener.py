@@ -159,6 +159,7 @@ class Auditor:
                 self.received += 1
                 self.ledger.feed(*item)
                 self._fed_changed.notify_all()
+            log.debug("took %s (%d bytes%s)", item[0], len(item[1]), ", retained" if item[2] else "")
 
     # --- looking ------------------------------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
