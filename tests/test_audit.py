@@ -92,7 +92,11 @@ def test_audit_agrees_with_an_independent_subscriber_while_the_agent_is_killed_a
         cli = AuditProcess("--broker", f"{broker.host}:{broker.port}", "--from-start", "--json")
         with Auditor(broker.host, broker.port, ledger=Ledger(from_start=True)) as auditor:
             for _kill in range(KILLS):
+                proxy.restore()
+                before = max(sub.seqs(), default=0)
                 agent = linli("--config", str(config), "run", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                # Killed once it publishes: a kill during start-up alone (a loaded machine) would prove little.
+                sub.wait_for(lambda _m, before=before: max(sub.seqs(), default=0) > before, 30, "new seqs")
                 for _ in range(rng.randint(1, 3)):
                     with pytest.raises(subprocess.TimeoutExpired):
                         agent.wait(timeout=rng.uniform(0.3, 1.0))

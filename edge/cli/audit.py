@@ -21,7 +21,7 @@ from edge.cli import render
 from edge.cli.common import Subcommands, add_json_option, setup_logging
 from edge.errors import LinliError
 from edge.exits import EX_FAILED, EX_NOINPUT, EX_OK, EX_USAGE
-from edge.i18n import _
+from edge.i18n import _, ngettext
 
 EPILOG = _("""examples:
   linli audit --broker 127.0.0.1:1883 --for 60
@@ -156,9 +156,13 @@ def lines(report: dict[str, Any]) -> list[str]:
             shown.append(render.paint(_("{base}: seqs missing without explanation: {gaps}").format(
                 base=gateway["base"], gaps=gaps), render.RED))
     if report["unexplained"]:
-        shown.append(_("{count} seqs missing without explanation").format(count=report["unexplained"]))
+        count = report["unexplained"]
+        shown.append(ngettext("{count} seq missing without explanation", "{count} seqs missing without explanation",
+                              count).format(count=count))
     else:
-        shown.append(_("{gateways} gateways heard, no unexplained gap").format(gateways=len(report["gateways"])))
+        count = len(report["gateways"])
+        shown.append(ngettext("{count} gateway heard, no unexplained gap", "{count} gateways heard, no unexplained gap",
+                              count).format(count=count))
     return shown
 
 
