@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from edge.audit.ledger import Ledger
 from edge.audit.listener import Auditor, BrokerUnreachable, publish_one
 from edge.simulate.modbus_pressure import PressureTransmitterSim
-from tests.agent_helpers import BASE, config_text, linli
+from tests.agent_helpers import BASE, ROOT, config_text, linli
 from tests.mqtt_helpers import wait_until
 from tests.tcp_proxy import TcpProxy
 from tests.test_cli_json import check
@@ -204,3 +205,23 @@ def test_for_ends_the_audit_by_itself(broker):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert json.loads(out)["gateways"] == []
+
+
+def test_the_library_example_in_the_docs_runs_as_written():
+    text = (ROOT / "docs" / "audit.md").read_text(encoding="utf-8")
+    [example] = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    exec(compile(example, "docs/audit.md", "exec"), {})      # its asserts are the test
+
+
+def test_a_persistent_session_keeps_what_was_published_while_the_audit_was_away(broker):
+    topic = "linli/shimen2/b07/gw-p/telemetry"
+    with Auditor(broker.host, broker.port, client_id="audit-persistent", persistent=True) as first:
+        publish_one(broker.host, broker.port, topic, _telemetry("gw-p", 1, 2))
+        first.wait_for(lambda r: r["gateways"] and r["gateways"][0]["records"] == 2, 10)
+    publish_one(broker.host, broker.port, topic, _telemetry("gw-p", 3, 4))      # nobody connected
+    with Auditor(broker.host, broker.port, client_id="audit-clean") as clean, \
+            Auditor(broker.host, broker.port, client_id="audit-persistent", persistent=True,
+                    ledger=first.ledger) as again:
+        row = again.wait_for(lambda r: r["gateways"][0]["records"] == 4, 10)["gateways"][0]
+        assert clean.report()["gateways"] == []        # a clean session starts with what comes next
+    assert (row["seq_first"], row["seq_last"], row["unexplained_gaps"]) == (1, 4, [])
