@@ -7,9 +7,13 @@ independent subscriber (tests.mqtt_helpers.Subscriber) that was there all along.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +23,7 @@ import pytest
 
 from edge.audit.ledger import Ledger
 from edge.audit.listener import Auditor, BrokerUnreachable, publish_one
+from edge.simulate.broker import TlsListener
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from tests.agent_helpers import BASE, ROOT, config_text, linli
 from tests.mqtt_helpers import wait_until
@@ -71,6 +76,13 @@ class AuditProcess:
         self._reader.join(10)
         assert not any("Traceback" in line for line in self.log), "".join(self.log)
         return self.proc.returncode, out
+
+
+def run_audit(*args: str) -> tuple[int, str, str]:
+    proc = linli("audit", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err
+    return proc.returncode, out, err
 
 
 @pytest.fixture
@@ -190,20 +202,16 @@ def test_a_broker_that_cannot_be_reached_is_exit_69():
     with socket.socket() as probe:          # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = linli("audit", "--broker", f"127.0.0.1:{port}", "--for", "1", stdout=subprocess.PIPE,
-                 stderr=subprocess.PIPE, text=True)
-    out, err = proc.communicate(timeout=30)
-    assert (proc.returncode, out) == (69, "")
-    assert f"127.0.0.1:{port}" in err and "Traceback" not in err
+    code, out, err = run_audit("--broker", f"127.0.0.1:{port}", "--for", "1")
+    assert (code, out) == (69, "")
+    assert f"127.0.0.1:{port}" in err
     with pytest.raises(BrokerUnreachable):
         Auditor("127.0.0.1", port).start()
 
 
 def test_for_ends_the_audit_by_itself(broker):
-    proc = linli("audit", "--broker", f"{broker.host}:{broker.port}", "--for", "0.5", "--json",
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    code, out, err = run_audit("--broker", f"{broker.host}:{broker.port}", "--for", "0.5", "--json")
+    assert code == 0, err
     assert json.loads(out)["gateways"] == []
 
 
@@ -225,3 +233,42 @@ def test_a_persistent_session_keeps_what_was_published_while_the_audit_was_away(
         row = again.wait_for(lambda r: r["gateways"][0]["records"] == 4, 10)["gateways"][0]
         assert clean.report()["gateways"] == []        # a clean session starts with what comes next
     assert (row["seq_first"], row["seq_last"], row["unexplained_gaps"]) == (1, 4, [])
+
+
+def test_tls_with_a_client_certificate_and_a_broker_it_cannot_trust(pki, broker_factory):
+    secured = broker_factory(tls=TlsListener(str(pki.ca_cert), str(pki.server_cert), str(pki.server_key)))
+    where = ["--broker", f"{secured.host}:{secured.port}", "--cert", str(pki.client_cert), "--key",
+             str(pki.client_key), "--for", "0.3", "--json"]
+    trusted = run_audit(*where, "--tls-ca", str(pki.ca_cert))
+    untrusted = run_audit(*where, "--tls-ca", str(pki.other_ca_cert))
+    assert trusted[0] == 0 and json.loads(trusted[1])["gateways"] == [], trusted[2]
+    assert untrusted[0] == 69 and "certificate verify failed" in untrusted[2], untrusted[2]
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd is not installed")
+def test_a_password_from_a_file_and_one_the_broker_refuses(tmp_path, broker_factory):
+    passwords = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwords), "audit", "right"], check=True)
+    secured = broker_factory(password_file=str(passwords))
+    for name, text in (("right.txt", "right\n"), ("wrong.txt", "wrong\n"), ("empty.txt", "")):
+        (tmp_path / name).write_text(text)
+    where = ["--broker", f"{secured.host}:{secured.port}", "--username", "audit", "--for", "0.3", "--password-file"]
+    right, wrong, empty = (run_audit(*where, str(tmp_path / name)) for name in ("right.txt", "wrong.txt", "empty.txt"))
+    assert right[0] == 0, right[2]
+    assert wrong[0] == 69 and "refused" in wrong[2], wrong[2]
+    assert empty[0] == 66 and "holds no password" in empty[2], empty[2]
+
+
+def test_a_terminal_gets_a_progress_line(broker):
+    leader, follower = pty.openpty()
+    proc = linli("audit", "--broker", f"{broker.host}:{broker.port}", "--for", "1.5", stdout=subprocess.PIPE,
+                 stderr=follower, text=True)
+    os.close(follower)
+    out, _ = proc.communicate(timeout=30)
+    shown = b""
+    with contextlib.suppress(OSError):        # EIO once the process has gone and everything is read
+        while chunk := os.read(leader, 4096):
+            shown += chunk
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"messages/s, 0 gateways" in shown and "no unexplained gap" in out
