@@ -272,3 +272,15 @@ def test_a_terminal_gets_a_progress_line(broker):
     os.close(leader)
     assert proc.returncode == 0
     assert b"messages/s, 0 gateways" in shown and "no unexplained gap" in out
+
+
+def test_the_auditor_reconnects_and_subscribes_again_after_its_link_is_cut(broker):
+    topic = "linli/shimen2/b07/gw-r/telemetry"
+    with TcpProxy(broker.host, broker.port) as proxy, \
+            Auditor(proxy.host, proxy.port, reconnect_min=0.05, reconnect_max=0.2) as auditor:
+        proxy.cut()
+        proxy.restore()
+        wait_until(lambda: auditor.subscriptions == 2, 10, "the auditor's second subscription")
+        publish_one(broker.host, broker.port, topic, _telemetry("gw-r", 7))
+        row = auditor.wait_for(lambda r: r["gateways"], 10)["gateways"][0]
+    assert (row["records"], row["seq_first"], auditor.connects) == (1, 7, 2)

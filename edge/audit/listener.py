@@ -80,6 +80,7 @@ class Auditor:
         self.host, self.port, self.topic_filter, self.timeout = host, port, topic_filter, timeout
         self.ledger = ledger if ledger is not None else Ledger()
         self.connects = 0           # successful connections, the first included
+        self.subscriptions = 0      # subscriptions the broker acknowledged, one per connection
         self.received = 0           # messages the ledger has taken
         self._lock = threading.Lock()            # around the ledger: fed by one thread, read by any
         self._fed_changed = threading.Condition(self._lock)
@@ -114,6 +115,7 @@ class Auditor:
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
         log.info("subscribed to %s at %s:%s (%s)", self.topic_filter, self.host, self.port, reason_codes[0])
+        self.subscriptions += 1
         self._subscribed.set()
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
