@@ -124,7 +124,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 
 def _watch(auditor: Any, seconds: float | None, stop: threading.Event) -> None:
-    """Wait for the end, redrawing a progress line on a terminal: records per second and gateways heard."""
+    """Wait for the end, redrawing a progress line on a terminal: messages per second and gateways heard."""
     progress = render.Progress()
     started = time.monotonic()
     end = None if seconds is None else started + seconds
