@@ -328,6 +328,51 @@ def test_commands_reach_only_their_gateway_and_only_the_operator_sends_them(clie
     assert clients("gw-0043").publish(f"{base(grid, 'gw-0042')}/cmd/read-now") == "Not authorized"
 
 
+#: What a gateway publishes, relative to its base topic: the audit identity may publish none of it.
+GATEWAY_TOPICS = ("status", "telemetry", "alarm", "alarm/pump-pressure/low", "event", "health", "cmd/read-now/reply")
+
+
+def test_audit_reads_everything_including_retained_states(clients):
+    """linli audit arrives after the fact: the retained status and alarm states of every depth reach it."""
+    grids = [f"a{uuid.uuid4().hex[:8]}", f"a{uuid.uuid4().hex[:8]}/xinfukangli/b07/u2/f3/r4"]   # depths 1 and 6
+    gateway = clients("gw-0042")
+    retained = [(f"{base(grid, 'gw-0042')}/{suffix}", f"{suffix} at {grid}".encode())
+                for grid in grids for suffix in ("status", "alarm/pump-pressure/low")]
+    for topic, payload in retained:
+        assert gateway.publish(topic, payload, retain=True) == "accepted"
+    audit = clients("linli-audit")
+    for grid in grids:
+        audit.subscribe(f"linli/{grid}/#")
+    assert sorted(audit.next_message() for _ in retained) == sorted(retained)
+    assert gateway.publish(f"{base(grids[1], 'gw-0042')}/telemetry", b"live") == "accepted"
+    assert audit.next_message() == (f"{base(grids[1], 'gw-0042')}/telemetry", b"live")
+
+
+@pytest.mark.parametrize("depth", range(1, 7))
+def test_audit_writes_commands_and_nothing_else_at_every_depth(clients, depth):
+    grid = "/".join(f"d{i}x{uuid.uuid4().hex[:6]}" for i in range(depth))
+    audit = clients("linli-audit")
+    for suffix in GATEWAY_TOPICS:
+        assert audit.publish(f"{base(grid, 'gw-0042')}/{suffix}") == "Not authorized", suffix
+    assert audit.publish(f"{base(grid, 'gw-0042')}/cmd/read-now/extra") == "Not authorized"
+    target = clients("gw-0042")
+    target.subscribe(f"{base(grid, 'gw-0042')}/cmd/+")
+    assert audit.publish(f"{base(grid, 'gw-0042')}/cmd/read-now", b"from the audit") == "accepted"
+    assert target.next_message() == (f"{base(grid, 'gw-0042')}/cmd/read-now", b"from the audit")
+
+
+def test_audit_forgeries_under_mqtt311_are_dropped(clients):
+    """Acknowledged (3.1.1 cannot say no) but never delivered: a reader of everything sees only the command."""
+    grid = unique_grid()
+    dashboard = clients("dashboard-street")
+    dashboard.subscribe("linli/#")
+    audit = clients("linli-audit", protocol=mqtt.MQTTv311)
+    for suffix in GATEWAY_TOPICS:
+        assert audit.publish(f"{base(grid, 'gw-0042')}/{suffix}", b"forged") == "accepted"
+    assert audit.publish(f"{base(grid, 'gw-0042')}/cmd/diag", b"real") == "accepted"
+    assert dashboard.next_message() == (f"{base(grid, 'gw-0042')}/cmd/diag", b"real")
+
+
 def test_clients_without_a_community_certificate_are_refused(tls_broker, tmp_path):
     with pytest.raises(ConnectRefused):
         Client(tls_broker, "gw-0042", with_cert=False)

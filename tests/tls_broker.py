@@ -170,12 +170,12 @@ class Client:
         except queue.Empty:
             raise AssertionError("no answer from the broker within 10 s") from None
 
-    def publish(self, topic: str, payload: bytes = b"{}") -> str:
+    def publish(self, topic: str, payload: bytes = b"{}", *, retain: bool = False) -> str:
         """QoS 1 publish; ``"accepted"`` or the PUBACK's failure reason (``"Not authorized"``).
 
         MQTT 5 success codes include "No matching subscribers", which is still accepted.
         """
-        info = self.c.publish(topic, payload, qos=1)
+        info = self.c.publish(topic, payload, qos=1, retain=retain)
         event = self._next_event()
         assert event[0] == "puback" and event[1] == info.mid, event
         return event[2].getName() if event[2].is_failure else "accepted"
