@@ -65,15 +65,17 @@ class TlsBroker:
 
     ``conf_d`` adds more shipped files of ``/etc/mosquitto/conf.d/``, read in name order as mosquitto's
     ``include_dir`` does; ``replace`` maps other text of those files (an address) to its test value;
-    ``extra_conf`` appends settings the test needs besides the shipped ones.
+    ``extra_conf`` appends settings the test needs besides the shipped ones, ``extra_ports`` the ports of
+    the listeners it adds (``start`` waits for them too).
     """
 
     def __init__(self, workdir: Path, pki: Path, *, conf_d: Iterable[Path] = (),
-                 replace: dict[str, str] | None = None, extra_conf: str = ""):
+                 replace: dict[str, str] | None = None, extra_conf: str = "", extra_ports: Iterable[int] = ()):
         if not Path(MOSQUITTO).exists():
             pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
         self.workdir, self.pki = workdir, pki
         self.port = free_port()
+        self.extra_ports = tuple(extra_ports)
         workdir.mkdir(parents=True, exist_ok=True)
         shutil.copy(pki / "ca.crt", workdir / "ca.crt")
         shutil.copy(pki / "crl.pem", workdir / "crl.pem")
@@ -106,7 +108,8 @@ class TlsBroker:
                 raise AssertionError(f"mosquitto exited {self.proc.returncode}: {self.proc.stderr.read()!r}\n"
                                      f"{self.log.read_text() if self.log.exists() else ''}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                for port in (self.port, *self.extra_ports):
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.02)
@@ -134,17 +137,23 @@ class ConnectRefused(Exception):
 
 
 class Client:
-    """A paho client holding one certificate of the PKI; events arrive on ``self.events``."""
+    """A paho client holding one certificate of the PKI; events arrive on ``self.events``.
+
+    With ``password`` it connects instead to the plain listener on ``port`` under the username ``name``
+    (tests/test_acl_fleet.py explains when that stands for a certificate).
+    """
 
     def __init__(self, broker: TlsBroker, name: str, *, protocol=mqtt.MQTTv5, pki: Path | None = None,
-                 with_cert: bool = True):
+                 with_cert: bool = True, password: str | None = None, port: int | None = None):
         pki = pki or broker.pki
         self.events: queue.Queue = queue.Queue()
         self.messages: queue.Queue = queue.Queue()
         self.c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                              client_id=f"{name}-{uuid.uuid4().hex[:8]}", protocol=protocol)
         cert = pki / "gateways" / f"{name}.crt"
-        if with_cert:
+        if password is not None:
+            self.c.username_pw_set(name, password)
+        elif with_cert:
             self.c.tls_set(ca_certs=str(broker.pki / "ca.crt"), certfile=str(cert),
                            keyfile=str(cert.with_suffix(".key")))
         else:
@@ -155,7 +164,7 @@ class Client:
         self.c.on_subscribe = lambda c, u, mid, rcs, p: self.events.put(("suback", mid, rcs))
         self.c.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
         try:
-            self.c.connect("127.0.0.1", broker.port, keepalive=30)
+            self.c.connect("127.0.0.1", port or broker.port, keepalive=30)
         except (ssl.SSLError, OSError) as exc:
             raise ConnectRefused(repr(exc)) from exc
         self.c.loop_start()
