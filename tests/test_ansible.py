@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.install_helpers import ROOT, copy_tree, group_entry, make_root, sh
+from tests.install_helpers import ROOT, copy_tree, group_entry, make_root, sh, snapshot
 from tests.offline_index import build_index, pip_env
 from tests.test_deploy import TlsBroker, free_port, make_pki
 
@@ -39,6 +39,8 @@ ANSIBLE_COMMAND_LINES = {
     "batches": """ansible-playbook -i inventory.yml deploy/ansible/rollout.yml -e '{"linli_batches": [1, 2]}'""",
 }
 
+# pytest-timeout's 120 s is for one test; these roll out several times, pip building each release's venv.
+ROLLOUT_TIMEOUT = pytest.mark.timeout(600)
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the installer creates users and chowns files: run as "
                                                           "root (CI does)")
 
@@ -71,8 +73,7 @@ def run_line(name: str, inventory: Path, env: dict[str, str], check: bool = True
 
 # --- lint ---------------------------------------------------------------------------------------------------------
 def test_syntax_check_passes_on_the_example_inventory(tmp_path):
-    result = sh("ansible-playbook", "-i", ANSIBLE / "inventory.example.yml", "--syntax-check", PLAYBOOK,
-                env=ansible_env(tmp_path), cwd=ROOT)
+    result = run_line("syntax", ANSIBLE / "inventory.example.yml", ansible_env(tmp_path))
     assert "playbook: " in result.stdout
 
 
@@ -181,12 +182,20 @@ def mode_owner(path: Path) -> tuple[str, int, int]:
 
 
 @needs_root
+@ROLLOUT_TIMEOUT
+@pytest.mark.slow
 def test_role_installs_a_gateway_then_a_second_run_changes_nothing(tmp_path, wheelhouse, fleet_pki, fleet_broker):
     root = make_root(tmp_path / "gw-solo")
     inventory = write_inventory(tmp_path / "inventory.yml",
                                 {"gw-solo": gateway_vars("gw-solo", root, fleet_pki, fleet_broker.port)},
                                 linli_wheelhouse=str(wheelhouse))
     env = ansible_env(tmp_path)
+
+    # A preview of a gateway never installed: what would be copied and installed, nothing written.
+    fresh = snapshot(root)
+    preview = run_line("preview", inventory, env)
+    assert recap(preview.stdout)["gw-solo"]["changed"] > 0 and recap(preview.stdout)["gw-solo"]["failed"] == 0
+    assert snapshot(root) == fresh
 
     first = run_line("roll out", inventory, env)
     assert recap(first.stdout)["gw-solo"]["changed"] > 0
@@ -229,13 +238,27 @@ def test_role_installs_a_gateway_then_a_second_run_changes_nothing(tmp_path, whe
     checks = {line["check"]: line["status"] for line in json.loads(doctor.stdout)["checks"]}
     assert checks["broker"] == checks["certificate"] == checks["config"] == "pass"
 
+    installed = snapshot(root)
     second = run_line("roll out", inventory, env)
     counts = recap(second.stdout)["gw-solo"]
     assert counts["changed"] == 0 and counts["failed"] == 0, second.stdout
-    assert "Run the installer" in second.stdout and "skipping: [gw-solo]" in second.stdout
+    assert re.search(r"TASK \[linli : Run the installer\] \*+\nskipping: \[gw-solo\]", second.stdout)
+    assert snapshot(root) == installed
+    assert recap(run_line("preview", inventory, env).stdout)["gw-solo"]["changed"] == 0
+
+    # One value changed in the inventory: that one file changes, the installer is not run again.
+    write_inventory(inventory, {"gw-solo": {**gateway_vars("gw-solo", root, fleet_pki, fleet_broker.port),
+                                            "linli_site": "gw-solo: flat 0701"}}, linli_wheelhouse=str(wheelhouse))
+    third = run_line("roll out", inventory, env)
+    assert recap(third.stdout)["gw-solo"]["changed"] == 1, third.stdout
+    assert re.search(r"TASK \[linli : Write the configuration\] \*+\nchanged: \[gw-solo\]", third.stdout)
+    assert 'site = "gw-solo: flat 0701"' in conf.read_text()
+    assert os.readlink(root / "opt/linli/current") == f"releases/{releases[0].name}"
 
 
 @needs_root
+@ROLLOUT_TIMEOUT
+@pytest.mark.slow
 def test_a_batch_with_an_unhealthy_gateway_stops_the_roll_out(tmp_path, wheelhouse, fleet_pki, fleet_broker):
     """Batches [1, 2]: gw-b1, then gw-b2 and gw-b3, then gw-b4. gw-b3's broker port is wrong: doctor FAILs."""
     roots = {gateway: make_root(tmp_path / gateway) for gateway in ("gw-b1", "gw-b2", "gw-b3", "gw-b4")}
