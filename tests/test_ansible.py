@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.install_helpers import ROOT, copy_tree, group_entry, make_root, sh, snapshot
+from tests.install_helpers import ANSIBLE_COMMAND_LINES, ROOT, copy_tree, group_entry, make_root, sh, snapshot
 from tests.offline_index import build_index, pip_env
 from tests.test_deploy import TlsBroker, free_port, make_pki
 
@@ -31,13 +31,6 @@ ROLE = ANSIBLE / "roles/linli"
 VENV_BIN = Path(sys.executable).parent
 GATEWAYS = ("gw-solo", "gw-b1", "gw-b2", "gw-b3", "gw-b4")
 UNITS = ("linli-edge.service", "linli-update.path", "linli-update.service")
-# Every command line of deploy/ansible/README.md, as written there; the tests below run each one.
-ANSIBLE_COMMAND_LINES = {
-    "syntax": "ansible-playbook -i inventory.yml --syntax-check deploy/ansible/rollout.yml",
-    "preview": "ansible-playbook -i inventory.yml deploy/ansible/rollout.yml --check --diff",
-    "roll out": "ansible-playbook -i inventory.yml deploy/ansible/rollout.yml",
-    "batches": """ansible-playbook -i inventory.yml deploy/ansible/rollout.yml -e '{"linli_batches": [1, 2]}'""",
-}
 
 # pytest-timeout's 120 s is for one test; these roll out several times, pip building each release's venv.
 ROLLOUT_TIMEOUT = pytest.mark.timeout(600)

@@ -46,7 +46,7 @@ from edge.simulate.line import SimulatedLine
 from edge.simulate.mbus_meter import MbusWaterMeter
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from tests.agent_helpers import BASE
-from tests.install_helpers import INSTALL_COMMAND_LINES
+from tests.install_helpers import ANSIBLE_COMMAND_LINES, INSTALL_COMMAND_LINES
 from tests.live_agent import agent_process, write_agent_config
 from tests.shipped_commands import ROOT, VENV_BIN, Command, Workspace, shipped_commands, shipped_files
 
@@ -444,6 +444,10 @@ DELEGATED: dict[str, tuple[str, str]] = {
                      "from over MQTT; it needs systemd to restart the agent"),
     r"tar -czf linli-edge-0\.2\.0\.tar\.gz -C wheelhouse \.": (
         UPDATE_TEST, "tests/release_helpers.py packs every bundle of that test with this line"),
+    **{re.escape(line): ("tests/test_ansible.py::test_readme_command_lines_are_the_ones_run_here",
+                         "run as written by tests/test_ansible.py, whose ANSIBLE_COMMAND_LINES lists it, with a test "
+                         "inventory of throwaway roots as inventory.yml")
+       for line in ANSIBLE_COMMAND_LINES.values()},
     r"systemctl restart mosquitto": (
         "tests/test_deploy.py::test_gateway_publishes_under_its_own_id_and_nowhere_else",
         "mosquitto is started there with deploy/mosquitto's configuration, ACL and certificates"),
