@@ -56,6 +56,15 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return hosts
 
 
+def outcome(output: str, task: str, host: str) -> str | None:
+    """How ``task`` (named without its role) ended on ``host``: ok, changed, skipping, fatal; None if not run."""
+    for section in output.split("\nTASK [")[1:]:
+        if section.startswith(f"linli : {task}]"):
+            found = re.search(rf"^(ok|changed|skipping|fatal): \[{re.escape(host)}\]", section, re.MULTILINE)
+            return found.group(1) if found else None
+    return None
+
+
 def run_line(name: str, inventory: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
     """A README command line as written, with ``inventory.yml`` being the test's inventory."""
     line = ANSIBLE_COMMAND_LINES[name]
@@ -235,18 +244,30 @@ def test_role_installs_a_gateway_then_a_second_run_changes_nothing(tmp_path, whe
     second = run_line("roll out", inventory, env)
     counts = recap(second.stdout)["gw-solo"]
     assert counts["changed"] == 0 and counts["failed"] == 0, second.stdout
-    assert re.search(r"TASK \[linli : Run the installer\] \*+\nskipping: \[gw-solo\]", second.stdout)
+    assert outcome(second.stdout, "Run the installer", "gw-solo") == "skipping"
     assert snapshot(root) == installed
     assert recap(run_line("preview", inventory, env).stdout)["gw-solo"]["changed"] == 0
 
     # One value changed in the inventory: that one file changes, the installer is not run again.
+    site = "新福康里 7号楼 flat 0701"
     write_inventory(inventory, {"gw-solo": {**gateway_vars("gw-solo", root, fleet_pki, fleet_broker.port),
-                                            "linli_site": "gw-solo: flat 0701"}}, linli_wheelhouse=str(wheelhouse))
+                                            "linli_site": site}}, linli_wheelhouse=str(wheelhouse))
     third = run_line("roll out", inventory, env)
     assert recap(third.stdout)["gw-solo"]["changed"] == 1, third.stdout
-    assert re.search(r"TASK \[linli : Write the configuration\] \*+\nchanged: \[gw-solo\]", third.stdout)
-    assert 'site = "gw-solo: flat 0701"' in conf.read_text()
+    assert outcome(third.stdout, "Write the configuration", "gw-solo") == "changed"
+    assert f'site = "{site}"' in conf.read_text()
     assert os.readlink(root / "opt/linli/current") == f"releases/{releases[0].name}"
+
+    # A value the release refuses: its config check fails the task, and the file stays as it was.
+    accepted = conf.read_bytes()
+    sensor = {**gateway_vars("gw-solo", root, fleet_pki, 1)["linli_sensors"][0], "pin": 99}
+    write_inventory(inventory, {"gw-solo": {**gateway_vars("gw-solo", root, fleet_pki, fleet_broker.port),
+                                            "linli_sensors": [sensor]}}, linli_wheelhouse=str(wheelhouse))
+    refused = run_line("roll out", inventory, env, check=False)
+    assert refused.returncode != 0 and recap(refused.stdout)["gw-solo"]["failed"] == 1
+    assert outcome(refused.stdout, "Write the configuration", "gw-solo") == "fatal", refused.stdout
+    assert "sensor[0].pin: must be at most 27, got 99" in refused.stdout, refused.stdout
+    assert conf.read_bytes() == accepted
 
 
 @needs_root
