@@ -33,7 +33,7 @@ GATEWAYS = ("gw-solo", "gw-b1", "gw-b2", "gw-b3", "gw-b4")
 UNITS = ("linli-edge.service", "linli-update.path", "linli-update.service")
 
 # pytest-timeout's 120 s is for one test; these roll out several times, pip building each release's venv.
-ROLLOUT_TIMEOUT = pytest.mark.timeout(600)
+ROLLOUT_TIMEOUT = pytest.mark.timeout(900)
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the installer creates users and chowns files: run as "
                                                           "root (CI does)")
 
