@@ -32,6 +32,14 @@ INSTALL_COMMAND_LINES = {
     "overlay on": "sudo deploy/install.sh --overlay-root on --journal ram",
     "overlay off": "sudo deploy/install.sh --overlay-root off",
 }
+# Every command line of deploy/ansible/README.md, exactly as written there; tests/test_ansible.py runs each one
+# with a test inventory of throwaway roots as inventory.yml.
+ANSIBLE_COMMAND_LINES = {
+    "syntax": "ansible-playbook -i inventory.yml --syntax-check deploy/ansible/rollout.yml",
+    "preview": "ansible-playbook -i inventory.yml deploy/ansible/rollout.yml --check --diff",
+    "roll out": "ansible-playbook -i inventory.yml deploy/ansible/rollout.yml",
+    "batches": """ansible-playbook -i inventory.yml deploy/ansible/rollout.yml -e '{"linli_batches": [1, 2]}'""",
+}
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a copy of the tree needs to install from: the package sources, its metadata, deploy/ and systemd/.

@@ -46,7 +46,7 @@ from edge.simulate.line import SimulatedLine
 from edge.simulate.mbus_meter import MbusWaterMeter
 from edge.simulate.modbus_pressure import PressureTransmitterSim
 from tests.agent_helpers import BASE
-from tests.install_helpers import INSTALL_COMMAND_LINES
+from tests.install_helpers import ANSIBLE_COMMAND_LINES, INSTALL_COMMAND_LINES
 from tests.live_agent import agent_process, write_agent_config
 from tests.shipped_commands import ROOT, VENV_BIN, Command, Workspace, shipped_commands, shipped_files
 
@@ -436,6 +436,11 @@ def run_catalogue_update(command: Command, ws: Workspace, request) -> None:
 # --- delegations: lines another test covers, and why they are not run here -----------------------------------------
 SYSTEMD_TEST = "tests/test_systemd_container.py::test_the_unit_and_the_docs_systemctl_lines_run_under_systemd"
 UPDATE_TEST = "tests/test_systemd_update.py::test_updates_over_mqtt_and_switches_back_from_a_broken_release"
+#: The test of tests/test_ansible.py that runs each command line of deploy/ansible/README.md.
+ANSIBLE_TESTS = {"syntax": "test_syntax_check_passes_on_the_example_inventory",
+                 "preview": "test_role_installs_a_gateway_then_a_second_run_changes_nothing",
+                 "roll out": "test_role_installs_a_gateway_then_a_second_run_changes_nothing",
+                 "batches": "test_a_batch_with_an_unhealthy_gateway_stops_the_roll_out"}
 DELEGATED: dict[str, tuple[str, str]] = {
     **{re.escape(line): ("tests/test_install.py::test_every_documented_install_line_is_one_the_tests_run",
                          "run as written into a temporary root (--root added) by tests/test_install.py, "
@@ -458,6 +463,10 @@ DELEGATED: dict[str, tuple[str, str]] = {
                      "from over MQTT; it needs systemd to restart the agent"),
     r"tar -czf linli-edge-0\.2\.0\.tar\.gz -C wheelhouse \.": (
         UPDATE_TEST, "tests/release_helpers.py packs every bundle of that test with this line"),
+    **{re.escape(line): (f"tests/test_ansible.py::{ANSIBLE_TESTS[name]}",
+                         "run as written (ANSIBLE_COMMAND_LINES) with a test inventory of throwaway roots, "
+                         "connection local, as inventory.yml")
+       for name, line in ANSIBLE_COMMAND_LINES.items()},
     r"systemctl restart mosquitto": (
         "tests/test_deploy.py::test_gateway_publishes_under_its_own_id_and_nowhere_else",
         "mosquitto is started there with deploy/mosquitto's configuration, ACL and certificates"),
