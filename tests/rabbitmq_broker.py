@@ -154,13 +154,15 @@ class RabbitBroker:
             raise AssertionError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip() or result.stdout.strip()}")
         return result.stdout
 
-    def add_user(self, name: str, *, topic_write: str = ".*", topic_read: str = ".*") -> None:
+    def add_user(self, name: str, *, password: str | None = None, topic_write: str = ".*",
+                 topic_read: str = ".*") -> None:
         """A user with full rights on vhost ``/`` and the given topic permissions on ``amq.topic``.
 
         MQTT topics become routing keys with ``/`` turned into ``.``, so the patterns are written that way:
         ``^linli\\.grid\\.gw-1\\.`` allows everything under ``linli/grid/gw-1/``.
         """
-        self.ctl("add_user", name, secrets.token_hex(16))      # a password nobody uses: certificate login only
+        # Without a password given, one nobody knows: the user logs in with its certificate only.
+        self.ctl("add_user", name, password or secrets.token_hex(16))
         self.ctl("set_permissions", "-p", "/", name, ".*", ".*", ".*")
         self.ctl("set_topic_permissions", "-p", "/", name, "amq.topic", topic_write, topic_read)
 

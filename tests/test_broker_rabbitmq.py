@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import queue
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -201,12 +204,20 @@ def test_a_broker_restart_loses_nothing(tmp_path, any_broker, transmitter, gatew
     with agent(tmp_path, any_broker.port, transmitter, gateway) as proc:
         first.wait_for(lambda _m: len(set(first.seqs())) >= 5, 30, "five readings")
         any_broker.stop()
+        restarted_ms = time.time_ns() // 1_000_000
         any_broker.start()
         after = subscriber_factory(any_broker.host, any_broker.port, base + "/#")
-        after.wait_for(online_count(1), 30, "the agent back online")
         socket_path = str(tmp_path / "control.sock")
-        wait_until(lambda: request(socket_path, "health")["result"]["outbox"]["depth"] == 0
-                   and request(socket_path, "health")["result"]["uplink"]["connected"], 30, "the backlog sent")
+
+        def caught_up() -> bool:
+            facts = request(socket_path, "health")["result"]
+            return facts["uplink"]["connected"] and facts["outbox"]["depth"] == 0
+
+        wait_until(caught_up, 60, "the agent reconnected with its backlog sent", interval=0.1)
+        # The birth message may come before `after` subscribed, and RabbitMQ 3.10 gives a retained message
+        # only to a subscription naming its exact topic: ask that way, and tell the new status by its time.
+        status = retained_status(any_broker, subscriber_factory, gateway)
+        assert status.payload["state"] == "online" and status.payload["ts"] >= restarted_ms
         stop_cleanly(proc, tmp_path)
     after.wait_for(lambda ms: "offline" in states(ms), 10, "the offline status")
     # What the first subscriber missed while the broker was down, the outbox sent again after it.
@@ -245,3 +256,76 @@ def test_tls_without_a_client_certificate_is_refused(pki, tls_broker, writer, st
     uplink = start_uplink(uplink_config(host, tls_port, tls=True, ca_file=str(pki.ca_cert)), writer)
     wait_until(lambda: uplink.status()["failed_attempts"] >= 2, 20, "two refused attempts")
     assert not uplink.status()["connected"]
+
+
+# --- where RabbitMQ 3.10 differs (deploy/rabbitmq/README.md) ------------------------------------------------
+def test_rabbitmq_gives_a_retained_message_only_to_a_subscription_naming_its_topic(rabbit, gateway):
+    topic = f"pin/{gateway}/status"
+    arrived: queue.SimpleQueue = queue.SimpleQueue()
+    clients = []
+
+    def client(name: str, subscribe: str | None = None) -> mqtt.Client:
+        made = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{gateway}")
+        subscribed = threading.Event()
+        made.on_message = lambda _c, _u, m: arrived.put((name, m.topic, m.retain))
+        made.on_subscribe = lambda *_args: subscribed.set()
+        made.connect(rabbit.host, rabbit.port)
+        made.loop_start()
+        clients.append(made)
+        if subscribe:
+            made.subscribe(subscribe, qos=1)
+            assert subscribed.wait(10), f"no SUBACK for {subscribe}"
+        return made
+
+    try:
+        publisher = client("pub")
+        publisher.publish(topic, b"online", qos=1, retain=True).wait_for_publish(5)
+        client("wildcard", f"pin/{gateway}/#")
+        client("exact", topic)
+        # A live message after both SUBACKs: each subscriber gets any retained message before it.
+        publisher.publish(f"pin/{gateway}/marker", b"live", qos=1).wait_for_publish(5)
+        seen = []
+        while ("wildcard", f"pin/{gateway}/marker", False) not in seen or not any(s[0] == "exact" for s in seen):
+            seen.append(arrived.get(timeout=10))
+    finally:
+        for made in clients:
+            made.loop_stop()
+            made.disconnect()
+    assert ("exact", topic, True) in seen
+    assert [s for s in seen if s[0] == "wildcard"] == [("wildcard", f"pin/{gateway}/marker", False)], \
+        "the wildcard subscription got the live message only, not the retained one"
+
+
+def test_rabbitmq_keeps_retained_messages_across_a_node_restart(tmp_path, rabbit, transmitter, gateway,
+                                                                subscriber_factory):
+    with agent(tmp_path, rabbit.port, transmitter, gateway) as proc:
+        wait_until(lambda: retained_status(rabbit, subscriber_factory, gateway).payload["state"] == "online", 30,
+                   "the agent online", interval=0.1)
+        stop_cleanly(proc, tmp_path)
+    rabbit.stop()
+    rabbit.start()
+    status = retained_status(rabbit, subscriber_factory, gateway)
+    assert status.retain and status.payload["state"] == "offline"
+
+
+def test_rabbitmq_3_10_refuses_mqtt_5(rabbit, writer, start_uplink):
+    uplink = start_uplink(uplink_config(rabbit.host, rabbit.port, protocol="5"), writer)
+    wait_until(lambda: uplink.status()["failed_attempts"] >= 2, 20, "two refused attempts")
+    assert not uplink.status()["connected"]
+    # The broker just closes the socket: the uplink cannot tell this from a TLS port or a bad network.
+    assert "closed the connection before accepting it" in uplink.status()["last_error"]
+
+
+def test_rabbitmq_closes_the_connection_of_a_publish_its_topic_permissions_deny(tmp_path, rabbit, writer,
+                                                                              start_uplink, gateway):
+    # Allowed to write under another gateway's topics only: the uplink's own publishes are denied.
+    rabbit.add_user(gateway, password="secret", topic_write=r"^linli\.elsewhere\.", topic_read=".*")
+    (tmp_path / "password").write_text("secret\n")
+    seqs = writer.add([(reading(i), Priority.TELEMETRY) for i in range(5)])
+    config = uplink_config(rabbit.host, rabbit.port, username=gateway, password_file=str(tmp_path / "password"))
+    uplink = start_uplink(config, writer)
+    # The CONNECT is accepted; the first publish (the birth message) ends the connection, again and again.
+    wait_until(lambda: uplink.status()["reconnects"] >= 3, 20, "the connection closed three times")
+    assert writer.acked == [] and writer.depth() == len(seqs), "nothing is taken as delivered"
+    # MQTT 3.1.1 has no way to say why; the uplink can only report a lost connection.
+    assert "lost the connection" in uplink.status()["last_error"]
