@@ -212,13 +212,18 @@ def describe_early_close(cfg: MqttConfig, reason: ReasonCode | None = None) -> s
         return _("broker {where} did not answer CONNECT within the {seconds} s keepalive").format(
             where=where, seconds=keepalive_seconds(cfg.keepalive))
     if cfg.tls and not cfg.cert_file:
-        return _("broker {where} closed the TLS connection before accepting it; it may require a client "
+        text = _("broker {where} closed the TLS connection before accepting it; it may require a client "
                  "certificate (mqtt.cert_file)").format(where=where)
-    if cfg.tls:
-        return _("broker {where} closed the TLS connection before accepting it; it may not trust the client "
+    elif cfg.tls:
+        text = _("broker {where} closed the TLS connection before accepting it; it may not trust the client "
                  "certificate {cert}").format(where=where, cert=cfg.cert_file)
-    return _("broker {where} closed the connection before accepting it (a TLS port while mqtt.tls is off, "
-             "or the network)").format(where=where)
+    else:
+        text = _("broker {where} closed the connection before accepting it (a TLS port while mqtt.tls is off, "
+                 "or the network)").format(where=where)
+    if cfg.protocol == "5":
+        # A broker without MQTT 5 closes the socket after CONNECT without a word (RabbitMQ 3.10 in Debian 12).
+        text += _('; or it does not speak MQTT 5 (RabbitMQ before 3.13 does not): try mqtt.protocol = "3.1.1"')
+    return text
 
 
 def describe_loss(flags: mqtt.DisconnectFlags, reason: ReasonCode, host: str, port: int, keepalive: float) -> str:
