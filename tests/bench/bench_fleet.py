@@ -156,8 +156,9 @@ class Run:
     def restart(self) -> None:
         self.say("broker restart")
         self.broker.stop()
+        up_ms = now_ms()
         self.broker.start()
-        self._back_after("restart")
+        self._back_after("restart", up_ms)
 
     def outage(self) -> None:
         self.say(f"broker down for {self.args.outage:g} s")
@@ -166,14 +167,14 @@ class Run:
         stats = self.hosts.stats()
         self.figures["outage_backlog_records"] = stats["unacked"]
         tops = stats["tops"]
+        up_ms, t0 = now_ms(), time.monotonic()
         self.broker.start()
-        t0 = time.monotonic()
-        self._back_after("outage")
+        self._back_after("outage", up_ms)
         drained = wait_for(lambda: self.watch.behind(tops) == 0, self.args.settle + self.args.outage)
         self.figures["outage_drain_s"] = (time.monotonic() - t0) if drained is not None else math.nan
 
-    def _back_after(self, label: str) -> None:
-        up_ms = now_ms()
+    def _back_after(self, label: str, up_ms: int) -> None:
+        """Every gateway's first ``online`` status since ``up_ms``, when the broker was being started."""
         back = wait_for(lambda: len(self.watch.online_since(up_ms)) == self.gateways, self.args.settle)
         onlines = self.watch.online_since(up_ms)
         per_second = Counter((ts - up_ms) // 1000 for ts in onlines)
