@@ -137,7 +137,7 @@ class Run:
     # --- scenarios ------------------------------------------------------------------------------------------
     def steady(self) -> None:
         self.watch.reset_latencies()
-        records0 = self.watch.records
+        records0, messages0 = self.watch.records, self.watch.messages
         broker0, hosts0, t0 = self.broker.usage()[0], self.hosts.stats()["cpu"], time.monotonic()
         self.say(f"steady state for {self.args.duration:g} s")
         time.sleep(self.args.duration)
@@ -147,6 +147,7 @@ class Run:
         p50, p99, count = self.watch.latency()
         self.figures.update({
             "records_per_s": (self.watch.records - records0) / elapsed,
+            "messages_per_s": (self.watch.messages - messages0) / elapsed,
             "broker_cpu_pct": 100 * (broker_cpu - broker0) / elapsed, "broker_rss_mib": broker_rss / MiB,
             "hosts_cpu_pct": 100 * (stats["cpu"] - hosts0) / elapsed, "hosts_rss_mib": stats["rss"] / MiB,
             "watch_rss_mib": process_usage(os.getpid())[1] / MiB,
@@ -207,7 +208,8 @@ def report(figures: dict[str, Any]) -> None:
         print(f"  BROKEN: {f['broken']}")
         return
     if "latency_p99_ms" in f:
-        print(f"  steady: {fmt(f['records_per_s'])} records/s; latency p50 {fmt(f['latency_p50_ms'])} ms, "
+        print(f"  steady: {fmt(f['records_per_s'])} records/s in {fmt(f['messages_per_s'])} messages/s; "
+              f"latency p50 {fmt(f['latency_p50_ms'])} ms, "
               f"p99 {fmt(f['latency_p99_ms'])} ms ({f['latency_samples']} readings)")
         print(f"          broker CPU {fmt(f['broker_cpu_pct'], '.1f')} %, RSS {fmt(f['broker_rss_mib'], '.1f')} MiB; "
               f"gateway processes CPU {fmt(f['hosts_cpu_pct'], '.1f')} % (of one core), "

@@ -1,7 +1,8 @@
 """One process of the fleet benchmark: many gateways, each the real ``Uplink`` on its own ``Outbox``.
 
-Each gateway has its own outbox file, config, client id, last will and retained
-status, exactly as an agent would. What an agent's core does for its one outbox
+Each gateway has its own outbox file, config, client id, last will, retained
+status and subscription to its commands, as an agent would; it sends no ``health``
+messages (an agent sends one a minute). What an agent's core does for its one outbox
 (the only writer: add readings, apply the acknowledgements the uplink hands over,
 commit when due) one :class:`Writer` thread does here for every outbox of the
 process: uplink threads only put their acknowledged seqs on its queue.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from buffer.outbox import Outbox, Priority
+from edge.commands import Commands
 from edge.config import Config, GatewayConfig, MqttConfig
 from edge.uplink import Uplink
 from tests.bench.fleet_broker import raise_open_files
@@ -140,7 +142,10 @@ class Fleet:
             config = Config(GatewayConfig(id=gateway, grid=GRID), MqttConfig(
                 host=settings["host"], port=settings["port"], keepalive=settings["keepalive"],
                 reconnect_min=settings["reconnect_min"], reconnect_max=settings["reconnect_max"]))
-            uplink = Uplink(config, outbox, self.writer.on_acked(slot), version="bench", boot_id=BOOT)
+            # A command handler, so that each gateway subscribes to its cmd/# as an agent does.
+            commands = Commands(gateway, {"ping": lambda args: {"pong": True}})
+            uplink = Uplink(config, outbox, self.writer.on_acked(slot), version="bench", boot_id=BOOT,
+                            commands=commands)
             outbox.on_available = uplink.wake
             self.uplinks.append(uplink)
 
