@@ -2,7 +2,7 @@
 
 Run:  python tests/bench/bench_fleet.py [--gateways 2000] [--readings 20 --every 10] [--duration 60]
                                         [--scenarios steady,restart,outage] [--outage 600] [--processes N]
-      python tests/bench/bench_fleet.py --ramp 500,1000,2000,4000 --duration 60   (the largest fleet)
+      python tests/bench/bench_fleet.py --ramp 2000,4000,8000 --scenarios steady,restart   (the largest fleet)
 
 Every gateway is the real thing minus its sensors: its own outbox file (``buffer.outbox.Outbox``),
 its own ``edge.uplink.Uplink`` with its own config, client id, Last Will and retained status, and
@@ -173,6 +173,7 @@ class Run:
         self._back_after("outage", up_ms)
         drained = wait_for(lambda: self.watch.behind(tops) == 0, self.args.settle + self.args.outage)
         self.figures["outage_drain_s"] = (time.monotonic() - t0) if drained is not None else math.nan
+        self.figures["outage_broker_peak_rss_mib"] = self.broker.usage()[2] / MiB
 
     def _back_after(self, label: str, up_ms: int) -> None:
         """Every gateway's first ``online`` status since ``up_ms``, when the broker was being started."""
@@ -222,7 +223,8 @@ def report(figures: dict[str, Any]) -> None:
                   f"{f[f'{label}_peak_connects_per_s']} connections/s")
     if "outage_drain_s" in f:
         print(f"  outage: backlog {f['outage_backlog_records']} records drained "
-              f"{fmt(f['outage_drain_s'], '.1f')} s after the broker came back")
+              f"{fmt(f['outage_drain_s'], '.1f')} s after the broker came back; broker peak RSS since "
+              f"{fmt(f['outage_broker_peak_rss_mib'], '.1f')} MiB")
     for key, audit in f.items():
         if key.endswith("_audit"):
             print(f"  check after {key[:-6]}: {audit['records']} records, {audit['unexplained_gaps']} unexplained "
@@ -245,7 +247,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reconnect-max", type=float, default=60.0, help="the agent's default mqtt.reconnect_max")
     p.add_argument("--settle", type=float, default=300.0, help="seconds to wait for connects and deliveries")
     p.add_argument("--ramp", type=lambda s: [int(x) for x in s.split(",")],
-                   help="fleet sizes to try in turn (steady state only); stops at the first that breaks")
+                   help="fleet sizes to try in turn, each through --scenarios; stops at the first that breaks")
     p.add_argument("--p99-limit", type=float, default=1000.0, help="ms: a ramp stops above this latency p99")
     args = p.parse_args(argv)
     unknown = set(args.scenarios) - {"steady", "restart", "outage"}
@@ -263,7 +265,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
           f"{args.reconnect_min:g}–{args.reconnect_max:g} s with jitter; keepalive {args.keepalive:g} s", flush=True)
     results = []
     if args.ramp:
-        args.scenarios = ["steady"]
         for size in args.ramp:
             figures = Run(args, size)()
             report(figures)
