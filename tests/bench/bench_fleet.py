@@ -107,7 +107,7 @@ class Run:
         args = self.args
         processes = args.processes or math.ceil(self.gateways / args.per_process)
         self.figures["processes"] = processes
-        with FleetBroker() as broker:
+        with FleetBroker(open_files=args.broker_open_files) as broker:
             self.broker = broker
             self.watch = Watcher(broker.host, broker.port)
             settings = {"host": broker.host, "port": broker.port, "readings": args.readings, "every": args.every,
@@ -242,6 +242,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    type=lambda s: [x for x in s.split(",") if x])
     p.add_argument("--processes", type=int, default=0, help="default: gateways / --per-process")
     p.add_argument("--per-process", type=int, default=100, help="gateways per process when --processes is not given")
+    p.add_argument("--broker-open-files", type=int, help="mosquitto's open-file limit (default: the hard limit)")
     p.add_argument("--keepalive", type=float, default=60.0)
     p.add_argument("--reconnect-min", type=float, default=1.0, help="the agent's default mqtt.reconnect_min")
     p.add_argument("--reconnect-max", type=float, default=60.0, help="the agent's default mqtt.reconnect_max")

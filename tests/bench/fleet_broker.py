@@ -2,7 +2,8 @@
 
 Unlike :class:`edge.simulate.broker.LocalBroker` (made for one gateway and a test
 subscriber) it lifts the limits a fleet hits first: the broker's open-file limit
-(raised to the hard limit before ``exec``), ``max_connections -1``, and a deep queue
+(raised to the hard limit before ``exec``, or set to ``open_files`` to see what a
+lower one does), ``max_connections -1``, and a deep queue
 for the one central subscriber. It keeps ``persistence true`` so that a restart
 keeps the subscriber's session and the messages queued for it, as a central broker
 must, or a broker restart would itself make gaps the gateways could not explain.
@@ -27,11 +28,12 @@ STOP_TIMEOUT = 30.0          # writing the persistence file of a large queue tak
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def raise_open_files() -> int:
-    """Raise this process's open-file limit to its hard limit; returns the new soft limit."""
+def raise_open_files(limit: int | None = None) -> int:
+    """Set this process's open-file limit to ``limit`` (default: the hard limit); returns the new soft limit."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
+    soft = hard if limit is None else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
 
 
 def process_usage(pid: int) -> tuple[float, int, int]:
@@ -50,8 +52,9 @@ def process_usage(pid: int) -> tuple[float, int, int]:
 class FleetBroker:
     """mosquitto on ``127.0.0.1:port`` with a config for a fleet; a ``with`` block runs it."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, open_files: int | None = None):
         self.host = "127.0.0.1"
+        self.open_files = open_files        # the broker's open-file limit; None: the hard limit
         self.port = port or free_port(self.host)
         executable = find_mosquitto()
         if executable is None:
@@ -94,7 +97,7 @@ class FleetBroker:
         with open(self.workdir / "mosquitto.stderr", "ab") as stderr:
             self.proc = subprocess.Popen([self.executable, "-c", str(config)], stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-                                         preexec_fn=raise_open_files)
+                                         preexec_fn=lambda: raise_open_files(self.open_files))
         deadline = time.monotonic() + START_TIMEOUT
         while not accepts_connections(self.host, self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
