@@ -139,6 +139,7 @@ class Run:
         self.watch.reset_latencies()
         records0, messages0 = self.watch.records, self.watch.messages
         broker0, hosts0, t0 = self.broker.usage()[0], self.hosts.stats()["cpu"], time.monotonic()
+        watch0 = process_usage(os.getpid())[0]
         self.say(f"steady state for {self.args.duration:g} s")
         time.sleep(self.args.duration)
         elapsed = time.monotonic() - t0
@@ -150,6 +151,7 @@ class Run:
             "messages_per_s": (self.watch.messages - messages0) / elapsed,
             "broker_cpu_pct": 100 * (broker_cpu - broker0) / elapsed, "broker_rss_mib": broker_rss / MiB,
             "hosts_cpu_pct": 100 * (stats["cpu"] - hosts0) / elapsed, "hosts_rss_mib": stats["rss"] / MiB,
+            "watch_cpu_pct": 100 * (process_usage(os.getpid())[0] - watch0) / elapsed,
             "watch_rss_mib": process_usage(os.getpid())[1] / MiB,
             "latency_p50_ms": p50, "latency_p99_ms": p99, "latency_samples": count,
             "open_files_per_process": stats["open_files"]})
@@ -214,7 +216,8 @@ def report(figures: dict[str, Any]) -> None:
               f"p99 {fmt(f['latency_p99_ms'])} ms ({f['latency_samples']} readings)")
         print(f"          broker CPU {fmt(f['broker_cpu_pct'], '.1f')} %, RSS {fmt(f['broker_rss_mib'], '.1f')} MiB; "
               f"gateway processes CPU {fmt(f['hosts_cpu_pct'], '.1f')} % (of one core), "
-              f"RSS {fmt(f['hosts_rss_mib'])} MiB in all; subscriber RSS {fmt(f['watch_rss_mib'])} MiB; "
+              f"RSS {fmt(f['hosts_rss_mib'])} MiB in all; subscriber CPU {fmt(f['watch_cpu_pct'], '.1f')} %, "
+              f"RSS {fmt(f['watch_rss_mib'])} MiB; "
               f"open files per process {f['open_files_per_process']}")
     for label in ("restart", "outage"):
         if f"{label}_back" in f:
