@@ -120,8 +120,9 @@ class Run:
                 self.figures["start_s"] = up if up is not None else math.nan
                 self.figures["started_in_s"] = time.monotonic() - started
                 if up is None:
-                    self.figures["broken"] = "not every gateway connected: " + "; ".join(
-                        self.hosts.stats()["errors"][:3])
+                    stats = self.hosts.stats()
+                    self.figures["broken"] = f"{stats['connected']} of {self.gateways} gateways connected: " + \
+                        "; ".join(stats["errors"][:3])
                     return self.figures
                 for scenario in args.scenarios:
                     getattr(self, scenario)()
