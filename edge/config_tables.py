@@ -1,6 +1,6 @@
 """The machinery every configuration section shares: a table under validation, what sections learn of each other.
 
-A section's check function (``edge/config.py``, ``edge/config_rules.py``) gets a
+A section's check function (``edge/config_gateway.py``, ``edge/config_rules.py``, …) gets a
 :class:`Table` — the TOML table with its key path, where it reports problems —
 and the :class:`Context` that earlier sections filled in. :class:`Section` ties
 such a function to its key in the file and its place in :class:`edge.config.Config`.

@@ -50,6 +50,7 @@ SCHEMA_OF = {
     "scan cjt188": ["scan_cjt188"],
     "demo": ["demo"],
     "update": ["update"],    # run under systemd by tests/test_systemd_update.py
+    "audit": ["audit"],      # run against a live agent by tests/test_audit.py
 }
 
 

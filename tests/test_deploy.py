@@ -4,7 +4,7 @@ The installer itself is run for real in tests/test_install.py.
 
 The broker tests start mosquitto with a configuration derived from
 ``deploy/mosquitto/`` (same file, only the paths, the port and the log moved into
-tmp_path) and certificates made by ``deploy/pki/``. To show that something was
+tmp_path; tests/tls_broker.py) and certificates made by ``deploy/pki/``. To show that something was
 *not* delivered without sleeping, a denied message is always followed by an
 allowed one from the same client: mosquitto keeps one client's messages in
 order, so once the allowed one arrived, the denied one would have been seen.
@@ -12,13 +12,8 @@ order, so once the allowed one arrived, the denied one would have been seen.
 
 from __future__ import annotations
 
-import os
-import queue
 import re
 import shutil
-import socket
-import ssl
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -26,29 +21,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from tests.tls_broker import DEPLOY, PKI_SCRIPTS, ROOT, Client, ConnectRefused, TlsBroker, base, make_pki, sh
 from tests.unit_harness import UNIT, unit_settings
 
-ROOT = Path(__file__).resolve().parent.parent
-DEPLOY = ROOT / "deploy"
-PKI_SCRIPTS = DEPLOY / "pki"
-BROKER_CONF = DEPLOY / "mosquitto" / "linli-broker.conf"
-BROKER_ACL = DEPLOY / "mosquitto" / "acl"
 SHELL_SCRIPTS = [DEPLOY / "install.sh", *sorted(PKI_SCRIPTS.glob("*.sh"))]
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 GRID = "shimen2/xinfukangli/b07"
-CLIENT_IDS = ("gw-0042", "gw-0043", "b07", "dashboard-street", "dashboard-xinfukangli", "operator")
-
-
-def sh(*cmd, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(c) for c in cmd], check=False, capture_output=True, text=True, timeout=60, **kw)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def base(grid: str, gateway: str) -> str:
-    return f"linli/{grid}/{gateway}"
+CLIENT_IDS = ("gw-0042", "gw-0043", "b07", "dashboard-street", "dashboard-xinfukangli", "operator", "linli-audit")
 
 
 # --- scripts --------------------------------------------------------------------------------------------
@@ -187,17 +166,9 @@ def test_unit_sandbox_exposure_stays_low(tmp_path):
 
 
 # --- PKI ------------------------------------------------------------------------------------------------
-def make_pki(directory: Path, client_ids=CLIENT_IDS) -> Path:
-    sh(PKI_SCRIPTS / "make-ca.sh", "--pki", directory)
-    sh(PKI_SCRIPTS / "make-server-cert.sh", "--pki", directory, "127.0.0.1", "localhost")
-    for name in client_ids:
-        sh(PKI_SCRIPTS / "make-gateway-cert.sh", "--pki", directory, name)
-    return directory
-
-
 @pytest.fixture(scope="module")
 def community_pki(tmp_path_factory) -> Path:
-    return make_pki(tmp_path_factory.mktemp("pki") / "ca")
+    return make_pki(tmp_path_factory.mktemp("pki") / "ca", CLIENT_IDS)
 
 
 def test_gateway_certificate_common_name_is_the_gateway_id(community_pki):
@@ -251,139 +222,6 @@ def test_gateway_certificate_needs_a_ca(tmp_path):
 
 
 # --- a real mosquitto with the deploy/mosquitto configuration ----------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class TlsBroker:
-    """mosquitto with deploy/mosquitto/linli-broker.conf and acl, files moved into ``workdir``."""
-
-    def __init__(self, workdir: Path, pki: Path):
-        if not Path(MOSQUITTO).exists():
-            pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-        self.workdir, self.pki = workdir, pki
-        self.port = free_port()
-        workdir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(pki / "ca.crt", workdir / "ca.crt")
-        shutil.copy(pki / "crl.pem", workdir / "crl.pem")
-        shutil.copy(pki / "servers" / "127.0.0.1.crt", workdir / "server.crt")
-        shutil.copy(pki / "servers" / "127.0.0.1.key", workdir / "server.key")
-        shutil.copy(BROKER_ACL, workdir / "acl")
-        conf = BROKER_CONF.read_text()
-        assert "/etc/mosquitto/linli/" in conf
-        conf = conf.replace("/etc/mosquitto/linli/", f"{workdir}/")
-        conf, listeners = re.subn(r"^listener 8883$", f"listener {self.port} 127.0.0.1", conf,
-                                  flags=re.MULTILINE)
-        assert listeners == 1
-        self.log = workdir / "mosquitto.log"
-        conf += f"\npersistence false\nlog_dest file {self.log}\nlog_type all\n"
-        if os.geteuid() == 0:
-            conf += "user root\n"      # else mosquitto drops to user "mosquitto", who cannot read tmp_path
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(conf)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"mosquitto exited {self.proc.returncode}: {self.proc.stderr.read()!r}\n"
-                                     f"{self.log.read_text() if self.log.exists() else ''}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise AssertionError("mosquitto did not listen within 10 s")
-
-    def reload(self) -> None:
-        """SIGHUP, then wait until the log says the config was reloaded."""
-        marker = self.log.read_text().count("Reloading config")
-        self.proc.send_signal(1)
-        deadline = time.monotonic() + 10
-        while self.log.read_text().count("Reloading config") == marker:
-            assert time.monotonic() < deadline, "mosquitto did not reload"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        if self.proc is not None:
-            self.proc.stderr.close()
-
-
-class ConnectRefused(Exception):
-    pass
-
-
-class Client:
-    """A paho client holding one certificate of the PKI; events arrive on ``self.events``."""
-
-    def __init__(self, broker: TlsBroker, name: str, *, protocol=mqtt.MQTTv5, pki: Path | None = None,
-                 with_cert: bool = True):
-        pki = pki or broker.pki
-        self.events: queue.Queue = queue.Queue()
-        self.messages: queue.Queue = queue.Queue()
-        self.c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                             client_id=f"{name}-{uuid.uuid4().hex[:8]}", protocol=protocol)
-        cert = pki / "gateways" / f"{name}.crt"
-        if with_cert:
-            self.c.tls_set(ca_certs=str(broker.pki / "ca.crt"), certfile=str(cert),
-                           keyfile=str(cert.with_suffix(".key")))
-        else:
-            self.c.tls_set(ca_certs=str(broker.pki / "ca.crt"))
-        self.c.on_connect = lambda c, u, f, rc, p: self.events.put(("connect", rc))
-        self.c.on_disconnect = lambda c, u, f, rc, p: self.events.put(("disconnect", rc))
-        self.c.on_publish = lambda c, u, mid, rc, p: self.events.put(("puback", mid, rc))
-        self.c.on_subscribe = lambda c, u, mid, rcs, p: self.events.put(("suback", mid, rcs))
-        self.c.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
-        try:
-            self.c.connect("127.0.0.1", broker.port, keepalive=30)
-        except (ssl.SSLError, OSError) as exc:
-            raise ConnectRefused(repr(exc)) from exc
-        self.c.loop_start()
-        event = self._next_event()
-        if event[0] != "connect" or event[1].is_failure:
-            self.close()
-            raise ConnectRefused(repr(event))
-
-    def _next_event(self):
-        try:
-            return self.events.get(timeout=10)
-        except queue.Empty:
-            raise AssertionError("no answer from the broker within 10 s") from None
-
-    def publish(self, topic: str, payload: bytes = b"{}") -> str:
-        """QoS 1 publish; ``"accepted"`` or the PUBACK's failure reason (``"Not authorized"``).
-
-        MQTT 5 success codes include "No matching subscribers", which is still accepted.
-        """
-        info = self.c.publish(topic, payload, qos=1)
-        event = self._next_event()
-        assert event[0] == "puback" and event[1] == info.mid, event
-        return event[2].getName() if event[2].is_failure else "accepted"
-
-    def subscribe(self, topic_filter: str) -> None:
-        self.c.subscribe(topic_filter, qos=1)
-        event = self._next_event()
-        assert event[0] == "suback" and not event[2][0].is_failure, event
-
-    def next_message(self) -> tuple[str, bytes]:
-        try:
-            return self.messages.get(timeout=10)
-        except queue.Empty:
-            raise AssertionError("expected a message within 10 s") from None
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
-
-
 @pytest.fixture(scope="module")
 def tls_broker(community_pki, tmp_path_factory):
     broker = TlsBroker(tmp_path_factory.mktemp("broker"), community_pki)
@@ -488,6 +326,51 @@ def test_commands_reach_only_their_gateway_and_only_the_operator_sends_them(clie
     assert target.publish(f"{base(grid, 'gw-0042')}/cmd/read-now/reply") == "accepted"
     assert operator.publish(f"{base(grid, 'gw-0042')}/telemetry") == "Not authorized"
     assert clients("gw-0043").publish(f"{base(grid, 'gw-0042')}/cmd/read-now") == "Not authorized"
+
+
+#: What a gateway publishes, relative to its base topic: the audit identity may publish none of it.
+GATEWAY_TOPICS = ("status", "telemetry", "alarm", "alarm/pump-pressure/low", "event", "health", "cmd/read-now/reply")
+
+
+def test_audit_reads_everything_including_retained_states(clients):
+    """linli audit arrives after the fact: the retained status and alarm states of every depth reach it."""
+    grids = [f"a{uuid.uuid4().hex[:8]}", f"a{uuid.uuid4().hex[:8]}/xinfukangli/b07/u2/f3/r4"]   # depths 1 and 6
+    gateway = clients("gw-0042")
+    retained = [(f"{base(grid, 'gw-0042')}/{suffix}", f"{suffix} at {grid}".encode())
+                for grid in grids for suffix in ("status", "alarm/pump-pressure/low")]
+    for topic, payload in retained:
+        assert gateway.publish(topic, payload, retain=True) == "accepted"
+    audit = clients("linli-audit")
+    for grid in grids:
+        audit.subscribe(f"linli/{grid}/#")
+    assert sorted(audit.next_message() for _ in retained) == sorted(retained)
+    assert gateway.publish(f"{base(grids[1], 'gw-0042')}/telemetry", b"live") == "accepted"
+    assert audit.next_message() == (f"{base(grids[1], 'gw-0042')}/telemetry", b"live")
+
+
+@pytest.mark.parametrize("depth", range(1, 7))
+def test_audit_writes_commands_and_nothing_else_at_every_depth(clients, depth):
+    grid = "/".join(f"d{i}x{uuid.uuid4().hex[:6]}" for i in range(depth))
+    audit = clients("linli-audit")
+    for suffix in GATEWAY_TOPICS:
+        assert audit.publish(f"{base(grid, 'gw-0042')}/{suffix}") == "Not authorized", suffix
+    assert audit.publish(f"{base(grid, 'gw-0042')}/cmd/read-now/extra") == "Not authorized"
+    target = clients("gw-0042")
+    target.subscribe(f"{base(grid, 'gw-0042')}/cmd/+")
+    assert audit.publish(f"{base(grid, 'gw-0042')}/cmd/read-now", b"from the audit") == "accepted"
+    assert target.next_message() == (f"{base(grid, 'gw-0042')}/cmd/read-now", b"from the audit")
+
+
+def test_audit_forgeries_under_mqtt311_are_dropped(clients):
+    """Acknowledged (3.1.1 cannot say no) but never delivered: a reader of everything sees only the command."""
+    grid = unique_grid()
+    dashboard = clients("dashboard-street")
+    dashboard.subscribe("linli/#")
+    audit = clients("linli-audit", protocol=mqtt.MQTTv311)
+    for suffix in GATEWAY_TOPICS:
+        assert audit.publish(f"{base(grid, 'gw-0042')}/{suffix}", b"forged") == "accepted"
+    assert audit.publish(f"{base(grid, 'gw-0042')}/cmd/diag", b"real") == "accepted"
+    assert dashboard.next_message() == (f"{base(grid, 'gw-0042')}/cmd/diag", b"real")
 
 
 def test_clients_without_a_community_certificate_are_refused(tls_broker, tmp_path):

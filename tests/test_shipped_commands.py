@@ -118,6 +118,20 @@ def _pump_room_agent(ws: Workspace, request):
     return broker
 
 
+@runs(r"linli audit --broker 127\.0\.0\.1:1883 .+")
+def run_audit(command: Command, ws: Workspace, request) -> None:
+    """The audit subscribed to the test broker (for 1883) while the pump room's agent publishes to it."""
+    broker = _pump_room_agent(ws, request)
+    line = command.text.replace("127.0.0.1:1883", f"{broker.host}:{broker.port}")
+    with agent_process([str(VENV_BIN / "linli"), "run"], ws.config, env=ws.env):
+        out = ws.run(line).stdout       # exit 0: no unexplained gap
+    written = ws.cwd / "audit.json"
+    shown = written.read_text(encoding="utf-8") if ">" in line else out
+    assert BASE in shown, shown
+    if "--json" in line:
+        assert json.loads(shown)["unexplained"] == 0
+
+
 @runs(r"linli (status|away|alarm ack)( .+)?")
 def run_agent_command(command: Command, ws: Workspace, request) -> None:
     _pump_room_agent(ws, request)

@@ -11,6 +11,7 @@ still runs ExecStart= and ExecReload=.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -111,26 +112,34 @@ def _comm(pid: str) -> str:
         return ""
 
 
-@pytest.fixture
-def container(tmp_path, broker):
+@contextlib.contextmanager
+def booted_gateway(tmp_path, broker, binds):
+    """A booted container with what deploy/install.sh would have made (the account, the groups the unit names,
+    the config for ``broker``) and ``binds`` besides: the units, the release."""
     reason = why_not()
     if reason:
         pytest.skip(reason)
-    # What deploy/install.sh would have made: the account and groups the unit names, and the config.
     sysusers = tmp_path / "linli.conf"
     sysusers.write_text('u linli - "linli-edge agent" /var/lib/linli\ng gpio -\ng i2c -\n')
     config = tmp_path / "edge.toml"
     config.write_text(CONFIG.replace("{port}", str(broker.port)).replace("{root}", ""))
     config.chmod(0o644)
-    binds = [(sysusers, "/etc/sysusers.d/linli.conf"), (config, "/etc/linli/edge.toml"),
-             (ROOT / "systemd" / "linli-edge.service", "/etc/systemd/system/linli-edge.service"),
-             (VENV, "/opt/linli/current"), (VENV, str(VENV)), (ROOT, str(ROOT))]
-    running = Container(tmp_path, binds)
+    running = Container(tmp_path, [(sysusers, "/etc/sysusers.d/linli.conf"), (config, "/etc/linli/edge.toml"),
+                                   *binds, (VENV, str(VENV)), (ROOT, str(ROOT))])
     try:
         running.booted()
         yield running
     finally:
         running.close()
+
+
+@pytest.fixture
+def container(tmp_path, broker):
+    """The unit installed, the virtualenv running the tests as the current release; booted, the agent not started."""
+    with booted_gateway(tmp_path, broker, [(ROOT / "systemd" / "linli-edge.service",
+                                            "/etc/systemd/system/linli-edge.service"),
+                                           (VENV, "/opt/linli/current")]) as running:
+        yield running
 
 
 def test_the_unit_and_the_docs_systemctl_lines_run_under_systemd(container, broker, subscriber_factory):

@@ -22,8 +22,8 @@ from tests.offline_index import build_index
 from tests.release_helpers import build_bundle
 from tests.test_cli_json import check
 from tests.test_config_remote import Operator as RemoteOperator
-from tests.test_systemd_container import ROOT, VENV, Container, why_not
-from tests.test_systemd_unit import BASE, CONFIG, readings
+from tests.test_systemd_container import ROOT, VENV, booted_gateway, why_not
+from tests.test_systemd_unit import BASE, readings
 
 GATEWAY = "gw-unit"
 PACKAGES = "/srv/packages"
@@ -49,20 +49,10 @@ def bundles(tmp_path_factory):
 
 @pytest.fixture
 def container(tmp_path, broker, bundles):
-    sysusers = tmp_path / "linli.conf"
-    sysusers.write_text('u linli - "linli-edge agent" /var/lib/linli\ng gpio -\ng i2c -\n')
-    config = tmp_path / "edge.toml"
-    config.write_text(CONFIG.replace("{port}", str(broker.port)).replace("{root}", ""))
-    config.chmod(0o644)
-    binds = [(sysusers, "/etc/sysusers.d/linli.conf"), (config, "/etc/linli/edge.toml"), (bundles, PACKAGES),
-             *((ROOT / "systemd" / unit, f"/etc/systemd/system/{unit}") for unit in UNITS),
-             (VENV, str(VENV)), (ROOT, str(ROOT))]
-    running = Container(tmp_path, binds)
-    try:
-        running.booted()
+    """The three units installed and no release at all: the test installs the first one."""
+    units = [(ROOT / "systemd" / unit, f"/etc/systemd/system/{unit}") for unit in UNITS]
+    with booted_gateway(tmp_path, broker, [*units, (bundles, PACKAGES)]) as running:
         yield running
-    finally:
-        running.close()
 
 
 class Operator(RemoteOperator):

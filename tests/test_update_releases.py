@@ -107,3 +107,14 @@ def test_a_package_that_is_not_there_is_refused_with_nothing_switched(tmp_path):
     outcome = update.update(Request("local-1", str(tmp_path / "gone.tar.gz"), "0" * 64, 60.0, "local", "now"))
     assert outcome.outcome == "refused" and "cannot read the package" in outcome.reason
     assert releases.current() == first and handoff.state()["outcome"] == "refused"
+
+
+def test_a_request_the_updater_cannot_try_is_answered_refused_not_left_to_start_it_again(tmp_path):
+    update, releases, handoff = updater(tmp_path)
+    handoff.folder.parent.mkdir()                                  # the agent's state directory
+    handoff.ask(Request("up-9", "/var/lib/linli/update/incoming/x.whl", "0" * 64, 60.0, "mqtt", "now"))
+    outcome = update.refuse_requested("the updater cannot read the configuration: /etc/linli/edge.toml is missing")
+    assert (outcome.id, outcome.outcome) == ("up-9", "refused")
+    assert not handoff.request_path.exists()                       # linli-update.path has nothing to fire on
+    assert handoff.state()["reason"].endswith("edge.toml is missing") and handoff.state()["phase"] == "done"
+    assert update.refuse_requested("again") is None

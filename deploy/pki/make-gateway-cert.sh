@@ -8,8 +8,8 @@
 #   --days N    validity (default: 3650, ten years — the life of the hardware)
 #
 # Writes DIR/gateways/<id>.crt and <id>.key. Accounts of the central side (dashboards, the
-# operator console) are client certificates too: make them with this script under their
-# account name. Idempotent: an id that already has a certificate is left unchanged
+# operator console, linli-audit) and street bridges (bridge-<street>) are client certificates
+# too: make them with this script under their account name. Idempotent: an id that already has a certificate is left unchanged
 # (revoke-cert.sh it first to issue a new one).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

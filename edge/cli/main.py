@@ -11,8 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from edge.cli import (alarm, away, completion, config, decode, demo, doctor, evaluate, explain, logs, outbox, probe,
-                      render, replay, run, scan, status, update, version, watch)
+from edge.cli import (alarm, audit, away, completion, config, decode, demo, doctor, evaluate, explain, logs, outbox,
+                      probe, render, replay, run, scan, status, update, version, watch)
 from edge.cli.common import Parser, Register, add_config_option
 from edge.errors import LinliError
 from edge.exits import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, EX_USAGE
@@ -37,6 +37,7 @@ GROUPS: tuple[Register, ...] = (
     probe.register,
     scan.register,
     update.register,
+    audit.register,
     version.register,
     completion.register,
     logs.register,

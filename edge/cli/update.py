@@ -14,7 +14,7 @@ from typing import Any
 
 from edge.cli import render
 from edge.cli.common import Subcommands, add_config_option, add_json_option, config_path
-from edge.errors import LinliError
+from edge.errors import ConfigError, LinliError
 from edge.exits import EX_NOPERM, EX_OK, EX_REFUSED
 from edge.i18n import _
 
@@ -56,7 +56,12 @@ def cmd_update(args: argparse.Namespace) -> int:
         raise LinliError(_("name a PACKAGE-FILE, or give --requested"))
     if os.geteuid() != 0:
         raise NotRoot(_("updating needs root: sudo linli update {file}").format(file=args.package or "--requested"))
-    updater = _updater(args, config_path(args))
+    try:
+        updater = _updater(args, config_path(args))
+    except ConfigError as exc:
+        if args.requested:   # answer the agent now: left waiting, the request would start this again and again
+            _refuse_requested(f"the updater cannot read the configuration: {exc}")
+        raise
     if args.requested:
         outcome = updater.requested()
         if outcome is None:
@@ -84,6 +89,15 @@ def _updater(args: argparse.Namespace, path: str):
     say = (lambda _line: None) if args.json else (lambda line: render.note("… " + line))
     return Updater(Releases(), Handoff(update_folder(running.buffer.path)), AgentService(running.control.socket),
                    path, say)
+
+
+def _refuse_requested(reason: str) -> None:
+    from edge.update.handoff import Handoff, update_folder
+    from edge.update.releases import Releases
+    from edge.update.service import AgentService
+    from edge.update.updater import Updater
+
+    Updater(Releases(), Handoff(update_folder(None)), AgentService(""), "").refuse_requested(reason)
 
 
 def _show(outcome: Any, as_json: bool) -> None:

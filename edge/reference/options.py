@@ -1,7 +1,7 @@
 """Option specs as Markdown tables: key, type, default, allowed values, description.
 
 Every configuration key is declared once, as a :class:`drivers.options.Option`
-(a driver's ``options``, a bus's, or a section's spec in ``edge/config.py``),
+(a driver's ``options``, a bus's, or a section's spec in ``edge/config*.py``),
 and the reference shows exactly that declaration. A section whose defaults live
 in its dataclass (``[mqtt]`` → :class:`edge.config.MqttConfig`) passes the
 dataclass, and the table takes the default from there.

@@ -29,10 +29,12 @@ from edge.managed_config import fsync_folder, write_atomically
 DEFAULT_STATE = "/var/lib/linli"
 
 
-def update_folder(buffer_path: str) -> Path:
-    """``<state>/update`` for an agent whose outbox is ``buffer_path`` (the state directory under systemd)."""
+def update_folder(buffer_path: str | None) -> Path:
+    """``<state>/update``: the state directory under systemd, else the outbox's folder (the default's without one)."""
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(state or os.path.dirname(os.path.abspath(buffer_path))) / "update"
+    if not state:
+        state = os.path.dirname(os.path.abspath(buffer_path)) if buffer_path else DEFAULT_STATE
+    return Path(state) / "update"
 
 
 def now_iso() -> str:

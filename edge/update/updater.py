@@ -77,6 +77,16 @@ class Updater:
                 return resumed
             return self._update(request) if request else resumed
 
+    def refuse_requested(self, reason: str) -> Outcome | None:
+        """Answer the agent's request with ``reason`` without trying it (the updater cannot even read its setup)."""
+        with self._locked():
+            try:
+                request = self.handoff.take()
+            except ValueError as exc:
+                log.error("%s", exc)
+                return None
+            return self._done(Outcome(request.id, request.via, REFUSED), REFUSED, reason) if request else None
+
     def update(self, request: Request) -> Outcome:
         with self._locked():
             self._resume()
