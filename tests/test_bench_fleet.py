@@ -20,6 +20,9 @@ def test_a_tiny_fleet_goes_through_every_scenario_without_an_unexplained_gap(cap
         audit = figures[f"{scenario}_audit"]
         assert audit["unexplained_gaps"] == 0, (scenario, audit)
         assert audit["records"] > 0, (scenario, audit)
+        # linli audit's ledger, a second subscriber, agrees: every gateway up to its top seq, nothing unexplained.
+        ledger = figures[f"{scenario}_ledger"]
+        assert (ledger["gateways"], ledger["short"], ledger["unexplained"]) == (5, 0, 0), (scenario, ledger)
     # Each check covers everything stored so far, so the records only grow from one scenario to the next.
     assert (figures["steady_audit"]["records"] < figures["restart_audit"]["records"]
             < figures["outage_audit"]["records"])

@@ -17,7 +17,8 @@ Scenarios, in the order given:
            (its ``online`` status), and the peak connect rate (connections per second);
   outage   mosquitto down for ``--outage`` s while readings are stored, then the backlog drains:
            how long until the subscriber has every seq stored before the broker came back.
-After each: every seq stored up to that point must arrive; unexplained gaps and duplicates are counted.
+After each: every seq stored up to that point must arrive; unexplained gaps and duplicates are counted,
+by the benchmark's own subscriber and by ``linli audit``'s ledger (``edge.audit``), a second one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from edge.audit.ledger import Ledger  # noqa: E402
+from edge.audit.listener import Auditor  # noqa: E402
 from tests.bench.fleet_broker import FleetBroker, process_usage, raise_open_files  # noqa: E402
 from tests.bench.fleet_host import gateway_id, serve  # noqa: E402
 from tests.bench.fleet_watch import Watcher  # noqa: E402
@@ -110,6 +113,10 @@ class Run:
         with FleetBroker(open_files=args.broker_open_files) as broker:
             self.broker = broker
             self.watch = Watcher(broker.host, broker.port)
+            # The central side's reference consumer (linli audit) as a second, independent subscriber.
+            self.auditor = Auditor(broker.host, broker.port, client_id="linli-fleet-bench-audit", persistent=True,
+                                   ledger=Ledger(from_start=True), reconnect_min=0.1, reconnect_max=0.5)
+            self.auditor.start()
             settings = {"host": broker.host, "port": broker.port, "readings": args.readings, "every": args.every,
                         "keepalive": args.keepalive, "reconnect_min": args.reconnect_min,
                         "reconnect_max": args.reconnect_max}
@@ -130,6 +137,7 @@ class Run:
             finally:
                 self.hosts.close()
                 self.watch.close()
+                self.auditor.close()
         return self.figures
 
     def say(self, text: str) -> None:
@@ -195,6 +203,24 @@ class Run:
         self.figures[f"{scenario}_audit"] = audit
         self.say(f"after {scenario}: {audit['records']} records, {audit['unexplained_gaps']} unexplained gaps "
                  f"in {audit['gateways_with_gaps']} gateways, {audit['duplicates']} duplicates")
+        ledger = self._ledger_up_to(tops)
+        self.figures[f"{scenario}_ledger"] = ledger
+        self.say(f"after {scenario}, linli audit's ledger: {ledger['records']} records from {ledger['gateways']} "
+                 f"gateways, {ledger['unexplained']} unexplained, {ledger['duplicates']} duplicates, "
+                 f"{ledger['short']} gateways short of their top seq")
+
+    def _ledger_up_to(self, tops: dict[str, int]) -> dict[str, int]:
+        """The audit ledger's totals once it has every gateway's seqs up to ``tops`` (or ``--settle`` passed)."""
+        def short(report: dict[str, Any]) -> int:
+            last = {row["gateway"]: row["seq_last"] or 0 for row in report["gateways"]}
+            return sum(last.get(gw, 0) < top for gw, top in tops.items())
+
+        wait_for(lambda: short(self.auditor.report()) == 0, self.args.settle, poll=1.0)
+        report = self.auditor.report()
+        rows = report["gateways"]
+        return {"gateways": len(rows), "records": sum(r["records"] for r in rows),
+                "unexplained": report["unexplained"], "duplicates": sum(r["duplicates"] for r in rows),
+                "short": short(report)}
 
 
 # --- printing ---------------------------------------------------------------------------------------------------
@@ -231,8 +257,10 @@ def report(figures: dict[str, Any]) -> None:
               f"{fmt(f['outage_broker_peak_rss_mib'], '.1f')} MiB")
     for key, audit in f.items():
         if key.endswith("_audit"):
+            ledger = f[f"{key[:-6]}_ledger"]
             print(f"  check after {key[:-6]}: {audit['records']} records, {audit['unexplained_gaps']} unexplained "
-                  f"gaps, {audit['duplicates']} duplicates")
+                  f"gaps, {audit['duplicates']} duplicates; linli audit: {ledger['records']} records, "
+                  f"{ledger['unexplained']} unexplained, {ledger['duplicates']} duplicates")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
