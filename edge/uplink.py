@@ -57,6 +57,7 @@ MQTT 5 the refusal is visible and the data stays on the gateway. Prefer MQTT 5.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import select
 import socket
@@ -447,19 +448,24 @@ class Uplink(threading.Thread):
         sock = client.socket()
         if sock is None:
             return mqtt.MQTT_ERR_NO_CONN
-        # Bytes TLS already decrypted are not visible to select(): read them without waiting.
+        # Bytes TLS already decrypted are not visible to poll(): read them without waiting.
         pending = sock.pending() if hasattr(sock, "pending") else 0
+        # poll(), not select(): select() cannot watch a descriptor above 1023, which a process hosting
+        # many connections (or holding many files) reaches.
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([sock, self._wake_r], [sock] if client.want_write() else [], [],
-                                           0.0 if pending else timeout)
+            poller.register(sock, select.POLLIN | (select.POLLOUT if client.want_write() else 0))
+            poller.register(self._wake_r, select.POLLIN)
+            ready = dict(poller.poll(0 if pending else math.ceil(timeout * 1000)))
         except (OSError, ValueError, TypeError):   # the socket was closed under us: the connection is gone
             return mqtt.MQTT_ERR_CONN_LOST
-        if self._wake_r in readable:
+        if ready.get(self._wake_r.fileno(), 0):
             try:
                 self._wake_r.recv(4096)
             except BlockingIOError:
                 pass
-        if sock in readable or pending:
+        # A hang-up or an error is read too: loop_read() then finds the connection gone and says why.
+        if ready.get(sock.fileno(), 0) & (select.POLLIN | select.POLLHUP | select.POLLERR) or pending:
             rc = client.loop_read()
             if rc or client.socket() is None:
                 return rc or mqtt.MQTT_ERR_CONN_LOST

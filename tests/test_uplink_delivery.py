@@ -154,3 +154,29 @@ def test_records_taken_before_clock_sync_are_corrected_on_the_way_out(broker, wr
     assert records[seqs[0]]["ts"] == 1_764_201_540_000 and records[seqs[0]]["synced"] is True
     assert records[seqs[0]]["ts_unsynced"] == 1_000
     assert records[seqs[1]]["ts"] == 2_000 and records[seqs[1]]["synced"] is False    # another boot: kept as is
+
+
+def test_an_uplink_whose_sockets_lie_above_descriptor_1023_delivers(broker, writer, start_uplink, subscriber_factory):
+    """select() cannot watch descriptors above 1023: a process holding many files (or hosting many uplinks) must not
+    lose its link for it."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard open-file limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    config = uplink_config(broker.host, broker.port)
+    # The subscriber first: paho's own loop, which it runs, still uses select().
+    central = subscriber_factory(broker.host, broker.port, base=config.base_topic)
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert filler[-1] > 1023
+        uplink = start_uplink(config, writer)
+        expected = writer.add([(reading(i), Priority.TELEMETRY) for i in range(20)])
+        central.wait_for_seqs(expected)
+        assert uplink.status()["connected"] and uplink.status()["reconnects"] == 0
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
