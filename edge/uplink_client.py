@@ -219,7 +219,8 @@ def describe_early_close(cfg: MqttConfig, reason: ReasonCode | None = None) -> s
                  "certificate {cert}").format(where=where, cert=cfg.cert_file)
     else:
         text = _("broker {where} closed the connection before accepting it (a TLS port while mqtt.tls is off, "
-                 "or the network)").format(where=where)
+                 "the network, or a broker out of file descriptors for another client: its LimitNOFILE)").format(
+            where=where)
     if cfg.protocol == "5":
         # A broker without MQTT 5 closes the socket after CONNECT without a word (RabbitMQ 3.10 in Debian 12).
         text += _('; or it does not speak MQTT 5 (RabbitMQ before 3.13 does not): try mqtt.protocol = "3.1.1"')

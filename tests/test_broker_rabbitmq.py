@@ -317,8 +317,8 @@ def test_rabbitmq_3_10_refuses_mqtt_5(rabbit, writer, start_uplink):
     # The broker just closes the socket, as after a CONNECT on a TLS port: the hint names both causes.
     assert uplink.status()["last_error"] == (
         f"broker {rabbit.host}:{rabbit.port} closed the connection before accepting it (a TLS port while mqtt.tls "
-        f'is off, or the network); or it does not speak MQTT 5 (RabbitMQ before 3.13 does not): try '
-        f'mqtt.protocol = "3.1.1"')
+        f"is off, the network, or a broker out of file descriptors for another client: its LimitNOFILE); or it "
+        f'does not speak MQTT 5 (RabbitMQ before 3.13 does not): try mqtt.protocol = "3.1.1"')
 
 
 def test_rabbitmq_closes_the_connection_of_a_publish_its_topic_permissions_deny(tmp_path, rabbit, writer,

@@ -467,6 +467,9 @@ DELEGATED: dict[str, tuple[str, str]] = {
                          "run as written (ANSIBLE_COMMAND_LINES) with a test inventory of throwaway roots, "
                          "connection local, as inventory.yml")
        for name, line in ANSIBLE_COMMAND_LINES.items()},
+    r"systemctl daemon-reload": (
+        "tests/test_systemd_container.py::test_the_brokers_open_file_drop_in_takes_under_systemd",
+        "run as written in a booted systemd container, after the broker's drop-in is installed"),
     r"systemctl restart mosquitto": (
         "tests/test_deploy.py::test_gateway_publishes_under_its_own_id_and_nowhere_else",
         "mosquitto is started there with deploy/mosquitto's configuration, ACL and certificates"),

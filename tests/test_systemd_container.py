@@ -92,7 +92,10 @@ class Container:
         return state
 
     def show(self, *properties: str) -> dict[str, str]:
-        out = self.run(f"systemctl show linli-edge --property={','.join(properties)}").stdout
+        return self.show_unit("linli-edge", *properties)
+
+    def show_unit(self, unit: str, *properties: str) -> dict[str, str]:
+        out = self.run(f"systemctl show {unit} --property={','.join(properties)}").stdout
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     def close(self) -> None:
@@ -172,3 +175,21 @@ def test_the_unit_and_the_docs_systemctl_lines_run_under_systemd(container, brok
     assert container.run("systemctl stop linli-edge").returncode == 0
     stopped = container.show("ActiveState", "Result", "ExecMainStatus")
     assert stopped == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, stopped
+
+
+#: deploy/mosquitto/README.md's lines that give the broker its open-file limit, run in the container as written.
+BROKER_LIMIT_LINES = [c.text for c in shipped_commands()[0]
+                      if "mosquitto.service.d" in c.text or c.text == "systemctl daemon-reload"]
+
+
+def test_the_brokers_open_file_drop_in_takes_under_systemd(tmp_path, broker):
+    assert len(BROKER_LIMIT_LINES) == 3, BROKER_LIMIT_LINES
+    with booted_gateway(tmp_path, broker, []) as running:
+        if running.run("systemctl cat mosquitto.service").returncode != 0:
+            pytest.skip("mosquitto's unit is not installed here")
+        before = running.run("systemctl show mosquitto -p LimitNOFILESoft --value").stdout.strip()
+        for line in BROKER_LIMIT_LINES:
+            result = running.run(f"cd {ROOT} && {line}")
+            assert result.returncode == 0, f"{line}: {result.stderr}"
+        after = running.show_unit("mosquitto", "LimitNOFILE", "LimitNOFILESoft")
+        assert before == "1024" and after == {"LimitNOFILE": "65536", "LimitNOFILESoft": "65536"}, (before, after)
