@@ -23,7 +23,7 @@ import yaml
 
 from tests.install_helpers import ANSIBLE_COMMAND_LINES, ROOT, copy_tree, group_entry, make_root, sh, snapshot
 from tests.offline_index import build_index, pip_env
-from tests.test_deploy import TlsBroker, free_port, make_pki
+from tests.tls_broker import TlsBroker, free_port, make_pki
 
 ANSIBLE = ROOT / "deploy/ansible"
 PLAYBOOK = ANSIBLE / "rollout.yml"

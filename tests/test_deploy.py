@@ -362,10 +362,13 @@ def test_audit_writes_commands_and_nothing_else_at_every_depth(clients, depth):
 
 
 def test_audit_forgeries_under_mqtt311_are_dropped(clients):
-    """Acknowledged (3.1.1 cannot say no) but never delivered: a reader of everything sees only the command."""
+    """Acknowledged (3.1.1 cannot say no) but never delivered: a reader of everything sees only the command.
+
+    It reads this test's own grid: the broker is shared with the module's other tests, whose retained
+    messages a subscription to all of ``linli/#`` would get first."""
     grid = unique_grid()
     dashboard = clients("dashboard-street")
-    dashboard.subscribe("linli/#")
+    dashboard.subscribe(f"linli/{grid}/#")
     audit = clients("linli-audit", protocol=mqtt.MQTTv311)
     for suffix in GATEWAY_TOPICS:
         assert audit.publish(f"{base(grid, 'gw-0042')}/{suffix}", b"forged") == "accepted"
