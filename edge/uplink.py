@@ -100,6 +100,8 @@ ALARM = 0   # buffer.outbox.Priority.ALARM: the uplink reads the outbox through 
 CONNACK_TIMEOUT = 10.0
 #: A connection that stayed up this long resets the reconnect backoff.
 STABLE_CONNECTION = 10.0
+#: Connections in a row lost before any PUBACK after which the loss message suggests refused topics.
+UNHEARD_LOSSES = 2
 #: Seconds to wait for the PUBACK of the retained ``offline`` status when stopping.
 OFFLINE_ACK_WAIT = 2.0
 #: Longest single sleep while waiting, so the heartbeat stays fresh for the watchdog.
@@ -213,6 +215,10 @@ class Uplink(threading.Thread):
         self._sent_messages = 0
         self._acked_records = 0
         self._last_error: str | None = None
+        # A broker that closes every connection before acknowledging even the online status is most likely
+        # refusing this gateway's topics (RabbitMQ closes on a denied publish; MQTT 3.1.1 cannot say why).
+        self._pubacks_this_connection = 0
+        self._unheard_losses = 0
 
     # --- any thread ----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -369,6 +375,7 @@ class Uplink(threading.Thread):
         self._packer.batcher = self._make_batcher(maximum_packet_size(properties))
         self._next_health = time.monotonic()
         self._hold_until = 0.0
+        self._pubacks_this_connection = 0
         log.info("connected to broker %s:%d as %s (MQTT %s%s), window %d",
                  self.mqtt.host, self.mqtt.port, self.client_id, self.mqtt.protocol,
                  ", TLS" if self.mqtt.tls else "", self._window)
@@ -484,6 +491,7 @@ class Uplink(threading.Thread):
         while self._events:
             event = self._events.popleft()
             if event[0] == "puback":
+                self._pubacks_this_connection += 1
                 self._settle(event[1], event[2])
             elif event[0] == "disconnect":
                 loss = describe_loss(event[1], event[2], self.mqtt.host, self.mqtt.port, self.mqtt.keepalive)
@@ -546,6 +554,11 @@ class Uplink(threading.Thread):
             self._cursor[priority] = min(self._cursor.get(priority, 0), lowest - 1)
 
     def _lost(self, why: str) -> None:
+        self._unheard_losses = 0 if self._pubacks_this_connection else self._unheard_losses + 1
+        if self._unheard_losses >= UNHEARD_LOSSES:
+            why += _("; it closed the last {count} connections before acknowledging anything, the online status "
+                     "included: it may refuse this gateway's topics (its ACL or topic permissions)").format(
+                count=self._unheard_losses)
         for delivery in self._pending.values():
             self._rewind(delivery.floors)
         unacked = len(self._pending)
