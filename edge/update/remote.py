@@ -135,6 +135,7 @@ class UpdateReports(threading.Thread):
         self.audit = audit
         self.gateway = gateway
         self._stop = threading.Event()
+        self._seen: tuple[int, int, int] | None = None   # the state file last read: read again only once replaced
 
     def run(self) -> None:
         while not self._stop.is_set():
@@ -146,6 +147,14 @@ class UpdateReports(threading.Thread):
 
     def report_once(self) -> bool:
         handoff = self.requests.handoff
+        try:
+            found = handoff.state_path.stat()
+        except FileNotFoundError:
+            return False
+        stamp = (found.st_ino, found.st_mtime_ns, found.st_size)   # the updater replaces it whole
+        if stamp == self._seen:
+            return False
+        self._seen = stamp
         state = handoff.state() or {}
         request_id = state.get("id")
         if state.get("phase") != "done" or not request_id or request_id in self.requests.asking \
