@@ -85,6 +85,19 @@ def accepts_connections(host: str, port: int) -> bool:
         return False
 
 
+
+def end_process(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM (a broker saves its persistence file on it), then SIGKILL if it is not gone within ``timeout``."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class LocalBroker:
     """A broker on ``host:port`` for as long as the ``with`` block (or until ``stop()``).
 
@@ -150,13 +163,7 @@ class LocalBroker:
         """Stop the broker the polite way (SIGTERM); the port stays reserved for ``start()``."""
         if self._proc is not None:
             proc, self._proc = self._proc, None
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            end_process(proc)
         if self._amqtt is not None:
             runner, self._amqtt = self._amqtt, None
             runner.stop()

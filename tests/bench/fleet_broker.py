@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge.simulate.broker import accepts_connections, find_mosquitto, free_port
+from edge.simulate.broker import accepts_connections, end_process, find_mosquitto, free_port
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0          # writing the persistence file of a large queue takes a moment
@@ -108,14 +108,8 @@ class FleetBroker:
     def stop(self) -> None:
         """SIGTERM (mosquitto saves its persistence file), then wait for it to end."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            end_process(proc, STOP_TIMEOUT)
 
     def usage(self) -> tuple[float, int, int]:
         """The running broker's CPU seconds, RSS and peak RSS (bytes)."""
