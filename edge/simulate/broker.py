@@ -85,7 +85,6 @@ def accepts_connections(host: str, port: int) -> bool:
         return False
 
 
-
 def end_process(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM (a broker saves its persistence file on it), then SIGKILL if it is not gone within ``timeout``."""
     if proc.poll() is not None:
