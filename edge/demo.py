@@ -349,7 +349,7 @@ def run_demo(*, broker: str | None = None, seconds: float | None = None, gateway
         stack.callback(i2c.SIMULATED.pop, i2c_name, None)
         ports = {"pump": transmitter.port, "flow": flow_meter.port, "mbus": mbus_line.path,
                  "rs485": cjt188_line.path, "radar": radar.path, "i2c": i2c_name}
-        config = validate(demo_config(gateway_id, host, port, workdir, ports), source="linli demo")
+        config = validate(demo_config(gateway_id, host, port, workdir, ports))   # no file: nothing to reload or manage
         say(_("gateway {gateway}: pump room on {pump} and {flow} (Modbus RTU), two M-Bus meters on {mbus}, "
               "two CJ/T 188 meters on {rs485}, a pulse water meter on GPIO{pin} (mock)").format(
             gateway=gateway_id, pin=WATER_PIN, **ports))
